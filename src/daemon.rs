@@ -1,0 +1,441 @@
+//! The domain's front door: one method per API operation, each taking
+//! plain values and answering plain values or a [`DaemonError`] whose
+//! message is the one Scrapyd clients expect. Both HTTP APIs are thin
+//! layers over this.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use tracing::info;
+
+use crate::clock;
+use crate::config::Config;
+use crate::eggs::{self, EggError};
+use crate::names::{self, DirectoryTraversal};
+use crate::runner;
+use crate::store::{Job, JobFilter, JobState, NewJob, Project, Store, StoreError, Version};
+use crate::supervisor::Supervisor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("project '{0}' not found")]
+    ProjectNotFound(String),
+    #[error("spider '{0}' not found")]
+    SpiderNotFound(String),
+    #[error("version '{0}' not found")]
+    VersionNotFound(String),
+    #[error(transparent)]
+    Name(#[from] DirectoryTraversal),
+    #[error(transparent)]
+    Egg(#[from] EggError),
+    /// `scrapy list` failed; carries what it printed.
+    #[error("RunnerError: {0}")]
+    Runner(String),
+    #[error("signal '{0}' is not a signal name or number")]
+    BadSignal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type DaemonResult<T> = Result<T, DaemonError>;
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A request to schedule a crawl, already parsed.
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest {
+    pub project: String,
+    pub spider: String,
+    pub version: Option<String>,
+    /// `None` makes a new 32-hex-digit id.
+    pub job_id: Option<String>,
+    pub priority: f64,
+    pub units: u32,
+    pub settings: Vec<(String, String)>,
+    pub args: Vec<(String, String)>,
+    pub tags: Vec<String>,
+}
+
+/// The three lists of `listjobs.json` and the jobs page.
+#[derive(Debug, Default)]
+pub struct JobListing {
+    pub pending: Vec<Job>,
+    pub running: Vec<Job>,
+    pub finished: Vec<Job>,
+}
+
+pub struct Daemon {
+    pub config: Arc<Config>,
+    store: Arc<Store>,
+    supervisor: Arc<Supervisor>,
+    /// One upload at a time: two uploads of the same version must not
+    /// interleave their file moves.
+    uploads: tokio::sync::Mutex<()>,
+}
+
+impl Daemon {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, supervisor: Arc<Supervisor>) -> Daemon {
+        Daemon {
+            config,
+            store,
+            supervisor,
+            uploads: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn existing_project(&self, name: &str) -> DaemonResult<Project> {
+        self.store
+            .project(name)?
+            .ok_or_else(|| DaemonError::ProjectNotFound(name.to_string()))
+    }
+
+    /// `(pending, running, finished)` as `daemonstatus.json` counts them.
+    pub fn status_counts(&self) -> DaemonResult<(u64, u64, u64)> {
+        Ok(self.store.job_counts(self.config.finished_to_keep)?)
+    }
+
+    /// Stores a new version of a project from an egg: checked, unpacked,
+    /// its spiders listed once by Scrapy; only then recorded. Answers the
+    /// number of spiders. On any error nothing is left behind.
+    pub async fn add_version(
+        &self,
+        project: &str,
+        version: &str,
+        egg: bytes::Bytes,
+    ) -> DaemonResult<usize> {
+        let limits = self.config.egg_limits.clone();
+        let egg_for_check = egg.clone();
+        let info = tokio::task::spawn_blocking(move || eggs::inspect_egg(&egg_for_check, &limits))
+            .await
+            .map_err(|e| DaemonError::Runner(e.to_string()))??;
+        names::check_project(project)?;
+        let _upload = self.uploads.lock().await;
+
+        let project_dir = self.config.eggs_dir.join(project);
+        std::fs::create_dir_all(&project_dir).map_err(io_error(&project_dir))?;
+        write_guard_cfg(&project_dir, &info.settings_module)?;
+        let staging = project_dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
+        let limits = self.config.egg_limits.clone();
+        let (egg_bytes, staging_dir) = (egg.clone(), staging.clone());
+        tokio::task::spawn_blocking(move || eggs::unpack_egg(&egg_bytes, &staging_dir, &limits))
+            .await
+            .map_err(|e| DaemonError::Runner(e.to_string()))??;
+        let result = self
+            .install_version(project, version, &egg, &staging, info.settings_module)
+            .await;
+        // The staging folder is renamed into place on success; whatever is
+        // left of it is garbage.
+        let _ = std::fs::remove_dir_all(&staging);
+        if result.is_err() && self.store.project(project).ok().flatten().is_none() {
+            let _ = std::fs::remove_dir_all(&project_dir);
+        }
+        result
+    }
+
+    async fn install_version(
+        &self,
+        project: &str,
+        version: &str,
+        egg: &[u8],
+        staging: &Path,
+        settings_module: String,
+    ) -> DaemonResult<usize> {
+        let mut record = Version {
+            version: version.to_string(),
+            dir_name: names::version_dir_name(version),
+            settings_module,
+            spiders: Vec::new(),
+            uploaded_at: clock::now(),
+        };
+        record.spiders = self.list_spiders_of(project, &record, staging).await?;
+
+        let final_dir = runner::version_dir(&self.config, project, &record);
+        let egg_path = runner::egg_file(&self.config, project, &record.dir_name);
+        let staged_egg = staging.with_extension("egg");
+        std::fs::write(&staged_egg, egg).map_err(io_error(&staged_egg))?;
+        // Replace an earlier upload of the same version: move it aside,
+        // move the new one in, then drop the old one.
+        let trash = staging.with_extension("old");
+        if final_dir.exists() {
+            std::fs::rename(&final_dir, &trash).map_err(io_error(&final_dir))?;
+        }
+        let moved = std::fs::rename(staging, &final_dir)
+            .and_then(|()| std::fs::rename(&staged_egg, &egg_path))
+            .map_err(io_error(&final_dir));
+        let _ = std::fs::remove_dir_all(&trash);
+        let _ = std::fs::remove_file(&staged_egg);
+        moved?;
+        self.store
+            .put_version(project, &record, record.uploaded_at)?;
+        info!(
+            project,
+            version,
+            spiders = record.spiders.len(),
+            "version added"
+        );
+        Ok(record.spiders.len())
+    }
+
+    /// Runs `scrapy list` on an unpacked egg.
+    async fn list_spiders_of(
+        &self,
+        project: &str,
+        version: &Version,
+        egg_dir: &Path,
+    ) -> DaemonResult<Vec<String>> {
+        let mut command = runner::list_spiders(&self.config, project, version, egg_dir);
+        let child = command.spawn().map_err(|e| {
+            DaemonError::Runner(format!(
+                "cannot start {}: {e}",
+                self.config.python_for(project)
+            ))
+        })?;
+        let output =
+            tokio::time::timeout(self.config.list_spiders_timeout, child.wait_with_output())
+                .await
+                .map_err(|_| DaemonError::Runner("listing the spiders took too long".into()))?
+                .map_err(|e| DaemonError::Runner(e.to_string()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            return Err(DaemonError::Runner(
+                if stderr.is_empty() { stdout } else { stderr }.into_owned(),
+            ));
+        }
+        let mut spiders: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(String::from)
+            .collect();
+        if let Some(bad) = spiders.iter().find(|name| !names::is_safe_component(name)) {
+            return Err(DirectoryTraversal(bad.clone()).into());
+        }
+        spiders.sort();
+        Ok(spiders)
+    }
+
+    /// Queues a crawl; answers its job id. The job is on disk when this
+    /// returns, and the supervisor has been woken.
+    pub fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
+        let project = self.existing_project(&request.project)?;
+        let version = match &request.version {
+            Some(wanted) => self
+                .store
+                .version(project.id, Some(wanted))?
+                .ok_or_else(|| DaemonError::VersionNotFound(wanted.clone()))?,
+            None => self
+                .store
+                .version(project.id, None)?
+                .ok_or_else(|| DaemonError::ProjectNotFound(project.name.clone()))?,
+        };
+        if !version.spiders.contains(&request.spider) {
+            return Err(DaemonError::SpiderNotFound(request.spider));
+        }
+        let job_id = request
+            .job_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        names::check_job_path(&project.name, &request.spider, &job_id)?;
+        let job = self.store.insert_job(&NewJob {
+            job_id,
+            project_id: project.id,
+            project: project.name,
+            spider: request.spider,
+            version: request.version,
+            priority: request.priority,
+            units: request.units,
+            args: request.args,
+            settings: request.settings,
+            tags: request.tags,
+            pending_time: clock::now(),
+        })?;
+        self.supervisor.wake();
+        Ok(job)
+    }
+
+    /// Cancels a job: removed from the queue if pending, signalled if
+    /// running. Answers the state it was in, or `None` if neither.
+    pub fn cancel(
+        &self,
+        project: &str,
+        job_id: &str,
+        signal: &str,
+    ) -> DaemonResult<Option<JobState>> {
+        let project = self.existing_project(project)?;
+        let signal =
+            parse_signal(signal).ok_or_else(|| DaemonError::BadSignal(signal.to_string()))?;
+        let mut previous = None;
+        if self
+            .store
+            .cancel_pending(project.id, job_id, clock::now())?
+            > 0
+        {
+            info!(job = job_id, project = %project.name, "pending job cancelled");
+            previous = Some(JobState::Pending);
+        }
+        for job in self.store.running_with_id(project.id, job_id)? {
+            self.supervisor.cancel(&job, signal)?;
+            previous = Some(JobState::Running);
+        }
+        Ok(previous)
+    }
+
+    /// The Scrapyd state of a job id.
+    pub fn job_state(&self, job_id: &str, project: Option<&str>) -> DaemonResult<Option<JobState>> {
+        let name;
+        let filter = match project {
+            Some(wanted) => {
+                name = self.existing_project(wanted)?.name;
+                JobFilter::Project(&name)
+            }
+            None => JobFilter::All,
+        };
+        Ok(self.store.scrapyd_state(job_id, filter)?)
+    }
+
+    pub fn project_names(&self) -> DaemonResult<Vec<String>> {
+        Ok(self.store.projects()?.into_iter().map(|p| p.name).collect())
+    }
+
+    /// Versions oldest first; an unknown project has none.
+    pub fn version_names(&self, project: &str) -> DaemonResult<Vec<String>> {
+        Ok(match self.store.project(project)? {
+            Some(project) => self
+                .store
+                .versions(project.id)?
+                .into_iter()
+                .map(|v| v.version)
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
+    /// The spiders of a version (the current one by default), as listed at
+    /// upload: no Python runs here.
+    pub fn spider_names(&self, project: &str, version: Option<&str>) -> DaemonResult<Vec<String>> {
+        let project = self.existing_project(project)?;
+        match self.store.version(project.id, version)? {
+            Some(found) => Ok(found.spiders),
+            None => match version {
+                Some(wanted) => Err(DaemonError::VersionNotFound(wanted.to_string())),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// The jobs Scrapyd would list, optionally for one project.
+    pub fn list_jobs(&self, project: Option<&str>) -> DaemonResult<JobListing> {
+        let name;
+        let filter = match project {
+            Some(wanted) => {
+                name = self.existing_project(wanted)?.name;
+                JobFilter::Project(&name)
+            }
+            None => JobFilter::All,
+        };
+        Ok(JobListing {
+            pending: self.store.pending_jobs(filter)?,
+            running: self.store.running_jobs(filter)?,
+            finished: self
+                .store
+                .finished_jobs(self.config.finished_to_keep, filter)?,
+        })
+    }
+
+    /// Deletes one version, and the project with its last version.
+    pub fn delete_version(&self, project: &str, version: &str) -> DaemonResult<()> {
+        names::check_project(project)?;
+        let not_found = || DaemonError::VersionNotFound(version.to_string());
+        let project = self.store.project(project)?.ok_or_else(not_found)?;
+        let record = self
+            .store
+            .version(project.id, Some(version))?
+            .ok_or_else(not_found)?;
+        let project_gone = self.store.delete_version(&project, version, clock::now())?;
+        let _ = std::fs::remove_dir_all(runner::version_dir(&self.config, &project.name, &record));
+        let _ = std::fs::remove_file(runner::egg_file(
+            &self.config,
+            &project.name,
+            &record.dir_name,
+        ));
+        if project_gone {
+            let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));
+        }
+        info!(project = %project.name, version, project_gone, "version deleted");
+        Ok(())
+    }
+
+    /// Deletes a project with all its versions. Its pending jobs are
+    /// cancelled; running crawls finish on their own.
+    pub fn delete_project(&self, project: &str) -> DaemonResult<()> {
+        names::check_project(project)?;
+        let project = self.existing_project(project)?;
+        let cancelled = self.store.delete_project(&project, clock::now())?;
+        let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));
+        info!(project = %project.name, cancelled, "project deleted");
+        Ok(())
+    }
+
+    /// The log and items files of a job, where they exist.
+    pub fn job_files(&self, job: &Job) -> (Option<PathBuf>, Option<PathBuf>) {
+        let existing = |dir: Option<&Path>, extension| {
+            dir.map(|dir| runner::job_file(dir, job, extension))
+                .filter(|path| path.is_file())
+        };
+        (
+            existing(self.config.logs_dir.as_deref(), "log"),
+            existing(self.config.local_items_dir(), "jl"),
+        )
+    }
+}
+
+/// A signal given by name (`INT`, `SIGTERM`, case-insensitive) or number.
+pub fn parse_signal(text: &str) -> Option<Signal> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
+}
+
+/// A `scrapy.cfg` in the project's egg folder, so that Scrapy, looking for
+/// one upwards from a crawl's working directory, stops here instead of
+/// picking up a stray one above the eggs folder (and keeps its `.scrapy`
+/// data folder per project).
+fn write_guard_cfg(project_dir: &Path, settings_module: &str) -> DaemonResult<()> {
+    let path = project_dir.join("scrapy.cfg");
+    let text = format!("[settings]\ndefault = {settings_module}\n");
+    std::fs::write(&path, text).map_err(io_error(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("INT"), Some(Signal::SIGINT));
+        assert_eq!(parse_signal("term"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGKILL"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("BOGUS"), None);
+        assert_eq!(parse_signal("999"), None);
+    }
+}

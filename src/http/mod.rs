@@ -1,0 +1,248 @@
+//! The HTTP server: listeners, graceful shutdown, authentication and the
+//! router. Each request is parsed here, handed to one endpoint or page, and
+//! answered in Scrapyd's format.
+
+mod pages;
+pub mod params;
+mod response;
+mod scrapyd;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, warn};
+
+use crate::daemon::Daemon;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long in-flight requests may take to finish after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A listener of either kind.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// Serves every listener until `stop` resolves, then stops accepting and
+/// lets in-flight requests finish.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listeners: Vec<Listener>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let (daemon, graceful) = (Arc::clone(&daemon), Arc::clone(&graceful));
+        accept_loops.spawn(async move {
+            loop {
+                let accepted = match &listener {
+                    Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| {
+                        let _ = stream.set_nodelay(true);
+                        serve_connection(&daemon, &graceful, stream)
+                    }),
+                    Listener::Unix(unix) => unix
+                        .accept()
+                        .await
+                        .map(|(stream, _)| serve_connection(&daemon, &graceful, stream)),
+                };
+                if let Err(error) = accepted {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+    stop.await;
+    accept_loops.shutdown().await;
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still in flight at shutdown were dropped");
+    }
+}
+
+fn serve_connection<S>(daemon: &Arc<Daemon>, graceful: &GracefulShutdown, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let daemon = Arc::clone(daemon);
+    let service = service_fn(move |request| {
+        let daemon = Arc::clone(&daemon);
+        async move { Ok::<_, Infallible>(handle(&daemon, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(%error, "connection ended with an error");
+        }
+    });
+}
+
+/// What a request is, once its path is read.
+enum Route {
+    Endpoint(&'static str),
+    Home,
+    Jobs,
+    Files { root: &'static str, rest: String },
+    NotFound,
+}
+
+fn route(daemon: &Daemon, path: &str) -> Route {
+    match path {
+        "/" | "" => Route::Home,
+        "/jobs" => Route::Jobs,
+        _ => {
+            let below = |root: &str| {
+                path.strip_prefix(root)
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .map(str::to_string)
+            };
+            if let Some(rest) = below("/logs").filter(|_| daemon.config.logs_dir.is_some()) {
+                return Route::Files { root: "logs", rest };
+            }
+            if let Some(rest) =
+                below("/items").filter(|_| daemon.config.local_items_dir().is_some())
+            {
+                return Route::Files {
+                    root: "items",
+                    rest,
+                };
+            }
+            let name = path.trim_start_matches('/');
+            match crate::config::SERVICES
+                .iter()
+                .find(|service| **service == name)
+            {
+                Some(service) if !daemon.config.disabled_services.contains(*service) => {
+                    Route::Endpoint(service)
+                }
+                _ => Route::NotFound,
+            }
+        }
+    }
+}
+
+/// `//listprojects.json` is `/listprojects.json`: scrapyd-client 2.0.3
+/// sends the former.
+fn collapse_slashes(path: &str) -> String {
+    let mut collapsed = String::with_capacity(path.len());
+    for character in path.chars() {
+        if character == '/' && collapsed.ends_with('/') {
+            continue;
+        }
+        collapsed.push(character);
+    }
+    collapsed
+}
+
+async fn handle(daemon: &Daemon, request: Request<Incoming>) -> HttpResponse {
+    if daemon.config.auth_enabled() && !authorized(daemon, &request) {
+        return response::unauthorized();
+    }
+    let path = collapse_slashes(request.uri().path());
+    match route(daemon, &path) {
+        Route::Endpoint(name) => {
+            let (parts, body) = request.into_parts();
+            let body = match read_body(daemon, &parts.method, body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            scrapyd::answer(daemon, name, &parts, body).await
+        }
+        Route::Home => pages::home(daemon, &request),
+        Route::Jobs => pages::jobs(daemon, &request),
+        Route::Files { root, rest } => pages::files(daemon, &request, root, &rest).await,
+        Route::NotFound => response::not_found(),
+    }
+}
+
+/// Reads a request body up to the configured size.
+async fn read_body(
+    daemon: &Daemon,
+    method: &Method,
+    body: Incoming,
+) -> Result<Bytes, HttpResponse> {
+    if method != Method::POST {
+        return Ok(Bytes::new());
+    }
+    match Limited::new(body, daemon.config.max_body_size)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(response::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        )),
+        Err(_) => Err(response::plain(
+            StatusCode::BAD_REQUEST,
+            "incomplete request body\n",
+        )),
+    }
+}
+
+/// Checks HTTP basic credentials, comparing in constant time so the
+/// answer's timing says nothing about how much of a guess was right.
+fn authorized<B>(daemon: &Daemon, request: &Request<B>) -> bool {
+    use base64::Engine;
+    let Some(header) = request.headers().get(hyper::header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(encoded) = header.to_str().ok().and_then(|h| h.strip_prefix("Basic ")) else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let expected = format!("{}:{}", daemon.config.username, daemon.config.password);
+    constant_time_eq::constant_time_eq(&decoded, expected.as_bytes())
+}
+
+/// The URL prefix a reverse proxy announced, if any.
+fn base_path<B>(daemon: &Daemon, request: &Request<B>) -> String {
+    request
+        .headers()
+        .get(daemon.config.prefix_header.as_str())
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slashes_collapse() {
+        assert_eq!(
+            collapse_slashes("//listprojects.json"),
+            "/listprojects.json"
+        );
+        assert_eq!(collapse_slashes("/logs//p///s/"), "/logs/p/s/");
+        assert_eq!(collapse_slashes("/"), "/");
+    }
+}

@@ -1,0 +1,145 @@
+//! Building answers: Scrapyd's JSON envelope with its CORS headers, and the
+//! few fixed pages (401, 404).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{Map, Value};
+
+use super::HttpResponse;
+
+/// The methods an endpoint accepts, as `Allow` lists them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Methods {
+    Get,
+    Post,
+}
+
+impl Methods {
+    pub fn allow(self) -> &'static str {
+        match self {
+            Methods::Get => "OPTIONS, HEAD, GET",
+            Methods::Post => "OPTIONS, HEAD, POST",
+        }
+    }
+
+    /// The message of Twisted's UnsupportedMethod, which Scrapyd answers.
+    pub fn unsupported_message(self) -> &'static str {
+        match self {
+            Methods::Get => "UnsupportedMethod: Expected one of [b'GET', b'HEAD', b'OPTIONS']",
+            Methods::Post => "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'POST']",
+        }
+    }
+}
+
+fn with_cors(mut response: HttpResponse, methods: Methods) -> HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods.allow()),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With"),
+    );
+    response
+}
+
+/// A JSON answer: `fields`, then `status`, then `node_name`, HTTP 200.
+fn envelope(
+    mut fields: Map<String, Value>,
+    status: &str,
+    node_name: &str,
+    methods: Methods,
+) -> HttpResponse {
+    fields.insert("status".into(), Value::from(status));
+    fields.insert("node_name".into(), Value::from(node_name));
+    let mut body = crate::pyjson::to_vec(&Value::Object(fields));
+    body.push(b'\n');
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default();
+    with_cors(response, methods)
+}
+
+pub fn json_ok(fields: Map<String, Value>, node_name: &str, methods: Methods) -> HttpResponse {
+    envelope(fields, "ok", node_name, methods)
+}
+
+/// Scrapyd's error answer: HTTP 200 with `status: error`.
+pub fn json_error(message: &str, node_name: &str, methods: Methods) -> HttpResponse {
+    let mut fields = Map::new();
+    fields.insert("status".into(), Value::from("error"));
+    fields.insert("message".into(), Value::from(message));
+    fields.insert("node_name".into(), Value::from(node_name));
+    let mut body = crate::pyjson::to_vec(&Value::Object(fields));
+    body.push(b'\n');
+    let response = Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default();
+    with_cors(response, methods)
+}
+
+/// With `debug` on, Scrapyd answers errors with the error's text itself.
+pub fn debug_error(text: String, methods: Methods) -> HttpResponse {
+    let response = Response::builder()
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default();
+    with_cors(response, methods)
+}
+
+/// The answer to `OPTIONS`: 204 with `Allow`.
+pub fn options(methods: Methods) -> HttpResponse {
+    let response = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::ALLOW, methods.allow())
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_default();
+    with_cors(response, methods)
+}
+
+pub fn unauthorized() -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(header::WWW_AUTHENTICATE, "Basic realm=\"Scrapyd\"")
+        .header(header::CONTENT_TYPE, "text/html")
+        .body(Full::new(Bytes::from_static(b"Unauthorized")))
+        .unwrap_or_default()
+}
+
+pub fn not_found() -> HttpResponse {
+    html(
+        StatusCode::NOT_FOUND,
+        "<html>\n  <head><title>404 - No Such Resource</title></head>\n  <body>\n    \
+         <h1>No Such Resource</h1>\n    <p>No such child resource.</p>\n  </body>\n</html>\n"
+            .to_string(),
+    )
+}
+
+pub fn method_not_allowed() -> HttpResponse {
+    plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+pub fn html(status: StatusCode, body: String) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+pub fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_default()
+}

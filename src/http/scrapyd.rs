@@ -1,0 +1,278 @@
+//! The eleven Scrapyd endpoints. Each reads its parameters in Scrapyd's
+//! declared order, calls one [`Daemon`] method and shapes the answer's
+//! fields; the envelope (`status`, `node_name`, CORS) is added once, in
+//! [`answer`].
+
+use bytes::Bytes;
+use hyper::Method;
+use hyper::http::request::Parts;
+use serde_json::{Map, Value, json};
+
+use super::HttpResponse;
+use super::params::{ParamError, Params};
+use super::response::{self, Methods};
+use crate::clock;
+use crate::daemon::{Daemon, DaemonError, ScheduleRequest};
+use crate::store::Job;
+
+/// Why an endpoint could not answer with its fields.
+#[derive(Debug, thiserror::Error)]
+enum EndpointError {
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
+type Fields = Result<Map<String, Value>, EndpointError>;
+
+fn methods_of(endpoint: &str) -> Methods {
+    match endpoint {
+        "daemonstatus.json" | "status.json" | "listprojects.json" | "listversions.json"
+        | "listspiders.json" | "listjobs.json" => Methods::Get,
+        _ => Methods::Post,
+    }
+}
+
+/// Answers one request to `endpoint`.
+pub async fn answer(daemon: &Daemon, endpoint: &str, parts: &Parts, body: Bytes) -> HttpResponse {
+    let node_name = daemon.config.node_name.as_str();
+    let methods = methods_of(endpoint);
+    let accepted = match methods {
+        Methods::Get => parts.method == Method::GET || parts.method == Method::HEAD,
+        Methods::Post => parts.method == Method::POST,
+    };
+    if parts.method == Method::OPTIONS {
+        return response::options(methods);
+    }
+    if !accepted {
+        return response::json_error(methods.unsupported_message(), node_name, methods);
+    }
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let fields = match Params::parse(parts.uri.query(), content_type, body).await {
+        Ok(params) => run(daemon, endpoint, params).await,
+        Err(error) => Err(error.into()),
+    };
+    match fields {
+        Ok(fields) => response::json_ok(fields, node_name, methods),
+        Err(error) if daemon.config.debug => response::debug_error(format!("{error:?}\n"), methods),
+        Err(error) => response::json_error(&error.to_string(), node_name, methods),
+    }
+}
+
+async fn run(daemon: &Daemon, endpoint: &str, params: Params) -> Fields {
+    match endpoint {
+        "daemonstatus.json" => daemon_status(daemon),
+        "addversion.json" => add_version(daemon, params).await,
+        "schedule.json" => schedule(daemon, params),
+        "cancel.json" => cancel(daemon, params),
+        "status.json" => status(daemon, params),
+        "listprojects.json" => list_projects(daemon),
+        "listversions.json" => list_versions(daemon, params),
+        "listspiders.json" => list_spiders(daemon, params),
+        "listjobs.json" => list_jobs(daemon, params),
+        "delversion.json" => delete_version(daemon, params),
+        "delproject.json" => delete_project(daemon, params),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// Turns `json!({...})` into the field map of an answer.
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn daemon_status(daemon: &Daemon) -> Fields {
+    let (pending, running, finished) = daemon.status_counts()?;
+    Ok(fields(
+        json!({"pending": pending, "running": running, "finished": finished}),
+    ))
+}
+
+async fn add_version(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    let version = params.required("version")?;
+    let egg = params.required_bytes("egg")?;
+    let spiders = daemon.add_version(&project, &version, egg).await?;
+    Ok(fields(
+        json!({"project": project, "version": version, "spiders": spiders}),
+    ))
+}
+
+fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    let spider = params.required("spider")?;
+    let version = params.optional("_version")?;
+    let job_id = params.optional("jobid")?;
+    let priority = params.optional_float("priority", 0.0)?;
+    let settings = params
+        .all("setting")?
+        .into_iter()
+        .map(|setting| match setting.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => (setting, String::new()),
+        })
+        .fold(
+            Vec::new(),
+            |mut settings: Vec<(String, String)>, (name, value)| {
+                // A repeated name keeps its first place and its last value, as
+                // a Python dict built from the pairs would.
+                match settings.iter_mut().find(|(existing, _)| *existing == name) {
+                    Some(entry) => entry.1 = value,
+                    None => settings.push((name, value)),
+                }
+                settings
+            },
+        );
+    let args = params.remaining()?;
+    let job = daemon.schedule(ScheduleRequest {
+        project,
+        spider,
+        version,
+        job_id,
+        priority,
+        units: 1,
+        settings,
+        args,
+        tags: Vec::new(),
+    })?;
+    Ok(fields(json!({"jobid": job.job_id})))
+}
+
+fn cancel(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    let job = params.required("job")?;
+    let signal = params
+        .optional("signal")?
+        .unwrap_or_else(|| "INT".to_string());
+    let previous = daemon.cancel(&project, &job, &signal)?;
+    Ok(fields(
+        json!({"prevstate": previous.map(|state| state.as_str())}),
+    ))
+}
+
+fn status(daemon: &Daemon, mut params: Params) -> Fields {
+    let job = params.required("job")?;
+    let project = params.optional("project")?;
+    let state = daemon.job_state(&job, project.as_deref())?;
+    Ok(fields(
+        json!({"currstate": state.map(|state| state.as_str())}),
+    ))
+}
+
+fn list_projects(daemon: &Daemon) -> Fields {
+    Ok(fields(json!({"projects": daemon.project_names()?})))
+}
+
+fn list_versions(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    Ok(fields(json!({"versions": daemon.version_names(&project)?})))
+}
+
+fn list_spiders(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    let version = params.optional("_version")?;
+    // Scrapyd treats an empty `_version` as no version.
+    let version = version.filter(|v| !v.is_empty());
+    Ok(fields(
+        json!({"spiders": daemon.spider_names(&project, version.as_deref())?}),
+    ))
+}
+
+fn list_jobs(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.optional("project")?;
+    let listing = daemon.list_jobs(project.as_deref())?;
+    let urls = |job: &Job| {
+        let (log, items) = daemon.job_files(job);
+        (
+            log.map(|_| format!("/logs/{}/{}/{}.log", job.project, job.spider, job.job_id)),
+            items.map(|_| format!("/items/{}/{}/{}.jl", job.project, job.spider, job.job_id)),
+        )
+    };
+    let pending: Vec<Value> = listing
+        .pending
+        .iter()
+        .map(|job| {
+            json!({
+                "id": job.job_id,
+                "project": job.project,
+                "spider": job.spider,
+                "version": job.version,
+                "settings": pairs_object(&job.settings),
+                "args": pairs_object(&job.args),
+                "priority": job.priority,
+            })
+        })
+        .collect();
+    let running: Vec<Value> = listing
+        .running
+        .iter()
+        .map(|job| {
+            let (log_url, items_url) = urls(job);
+            json!({
+                "id": job.job_id,
+                "project": job.project,
+                "spider": job.spider,
+                "pid": job.pid,
+                "start_time": job.start_time.map(clock::format_with_micros),
+                "log_url": log_url,
+                "items_url": items_url,
+                "priority": job.priority,
+            })
+        })
+        .collect();
+    let finished: Vec<Value> = listing
+        .finished
+        .iter()
+        .map(|job| {
+            let (log_url, items_url) = urls(job);
+            // A job that never started (its version vanished) ran for no
+            // time: start and end are the same instant.
+            let end = job.end_time.unwrap_or(job.pending_time);
+            json!({
+                "id": job.job_id,
+                "project": job.project,
+                "spider": job.spider,
+                "start_time": clock::format_with_micros(job.start_time.unwrap_or(end)),
+                "end_time": clock::format_with_micros(end),
+                "log_url": log_url,
+                "items_url": items_url,
+                "priority": job.priority,
+                "close_reason": job.close_reason,
+                "exit_code": job.exit_code,
+            })
+        })
+        .collect();
+    Ok(fields(
+        json!({"pending": pending, "running": running, "finished": finished}),
+    ))
+}
+
+/// `[[name, value], …]` as a JSON object, later names overriding.
+fn pairs_object(pairs: &[(String, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+            .collect(),
+    )
+}
+
+fn delete_version(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    let version = params.required("version")?;
+    daemon.delete_version(&project, &version)?;
+    Ok(Map::new())
+}
+
+fn delete_project(daemon: &Daemon, mut params: Params) -> Fields {
+    let project = params.required("project")?;
+    daemon.delete_project(&project)?;
+    Ok(Map::new())
+}

@@ -1,0 +1,40 @@
+//! scrapyd-rs: a drop-in replacement for the Scrapyd daemon.
+//!
+//! One process that speaks Scrapyd's HTTP API, keeps every project, version
+//! and job in SQLite, and runs each crawl as a real `python -m scrapy crawl`
+//! child in its own process group. A map of the crate, from the wire inwards:
+//!
+//! - [`http`]: the HTTP server. Parses requests, checks authentication,
+//!   calls exactly one [`daemon::Daemon`] function per request and renders
+//!   its answer in Scrapyd's byte-exact JSON or HTML. Knows nothing of
+//!   SQLite or processes.
+//! - [`daemon`]: the domain's front door. Each API operation (add a version,
+//!   schedule, cancel, list…) is one method here, with one error type whose
+//!   messages are the ones Scrapyd clients expect.
+//! - [`store`]: SQLite, the single source of truth. Every state change is one
+//!   transaction; an "ok" answer means the change is on disk.
+//! - [`supervisor`]: the process slots. Woken by every schedule and every
+//!   exit (no polling), it launches the best pending job, follows it to its
+//!   end, cancels with signals, and adopts crawls that outlived a previous
+//!   daemon.
+//! - [`runner`]: how a crawl or a spider listing is started: argv,
+//!   environment, working directory, output files.
+//! - [`eggs`]: checking and unpacking uploaded eggs.
+//! - [`version`]: the loose-version order of version strings.
+//! - [`names`]: which project names are allowed and how versions map to
+//!   folder names, so no path is built from unchecked input.
+//! - [`config`]: `scrapyd.conf` files, environment overrides, typed options.
+//! - [`clock`]: timestamps and Scrapyd's local-time formats.
+//! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps`.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod eggs;
+pub mod http;
+pub mod names;
+pub mod pyjson;
+pub mod runner;
+pub mod store;
+pub mod supervisor;
+pub mod version;

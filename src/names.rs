@@ -1,0 +1,110 @@
+//! Names that become paths. Every project, spider and job name is checked
+//! here before any path is built from it, and versions (kept exactly as
+//! uploaded) get a folder name that cannot leave its folder.
+
+use std::fmt::Write;
+
+/// The longest name accepted as one path component, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// A name that would leave its folder. The message is Scrapyd's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("DirectoryTraversalError: {0}")]
+pub struct DirectoryTraversal(pub String);
+
+/// Whether `name` can be used as one path component inside a folder:
+/// not empty, not `.` or `..`, no separator, no NUL, not too long.
+pub fn is_safe_component(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= MAX_NAME_BYTES
+}
+
+/// Checks a project name.
+pub fn check_project(project: &str) -> Result<(), DirectoryTraversal> {
+    if is_safe_component(project) {
+        Ok(())
+    } else {
+        Err(DirectoryTraversal(project.to_string()))
+    }
+}
+
+/// Checks the three parts of a job's file path (`project/spider/job`), as
+/// Scrapyd does before writing a log or items file.
+pub fn check_job_path(project: &str, spider: &str, job: &str) -> Result<(), DirectoryTraversal> {
+    if [project, spider, job]
+        .iter()
+        .all(|part| is_safe_component(part))
+    {
+        Ok(())
+    } else {
+        Err(DirectoryTraversal(format!("{project}/{spider}/{job}")))
+    }
+}
+
+/// The folder name of a version. Versions are returned exactly as
+/// uploaded, so the folder name is an injective encoding: letters, digits,
+/// `-`, `_` and non-leading `.` stay, every other byte becomes `%XX`.
+pub fn version_dir_name(version: &str) -> String {
+    let mut name = String::with_capacity(version.len());
+    for (index, byte) in version.bytes().enumerate() {
+        let keep = byte.is_ascii_alphanumeric()
+            || byte == b'-'
+            || byte == b'_'
+            || (byte == b'.' && index > 0);
+        if keep {
+            name.push(byte as char);
+        } else {
+            let _ = write!(name, "%{byte:02X}");
+        }
+    }
+    if name.is_empty() {
+        // The empty version still needs a folder of its own.
+        name.push('%');
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names() {
+        assert!(check_project("myproject").is_ok());
+        assert!(check_project("my project é").is_ok());
+        for bad in ["", ".", "..", "../p", "a/b", "a\\b", "a\0b"] {
+            assert_eq!(check_project(bad), Err(DirectoryTraversal(bad.to_string())));
+        }
+        assert_eq!(
+            check_project("../p").unwrap_err().to_string(),
+            "DirectoryTraversalError: ../p"
+        );
+        assert!(check_project(&"x".repeat(MAX_NAME_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn job_paths() {
+        assert!(check_job_path("p", "s", "0123abcd").is_ok());
+        assert_eq!(
+            check_job_path("p", "s", "../x").unwrap_err().to_string(),
+            "DirectoryTraversalError: p/s/../x"
+        );
+    }
+
+    #[test]
+    fn version_folders_are_safe_and_distinct() {
+        assert_eq!(version_dir_name("1.0"), "1.0");
+        assert_eq!(version_dir_name("r23-master_x"), "r23-master_x");
+        assert_eq!(version_dir_name(".."), "%2E.");
+        assert_eq!(version_dir_name("a/b"), "a%2Fb");
+        assert_eq!(version_dir_name(""), "%");
+        assert_ne!(version_dir_name("1.0"), version_dir_name("1_0"));
+        assert_ne!(version_dir_name("a%2Fb"), version_dir_name("a/b"));
+        for version in ["..", ".", "/", "a/../b", "\0", "é"] {
+            assert!(is_safe_component(&version_dir_name(version)));
+        }
+    }
+}

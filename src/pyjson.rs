@@ -1,0 +1,146 @@
+//! JSON written byte for byte as Python's `json.dumps` with its defaults:
+//! `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`, floats in
+//! Python's `repr`. Scrapyd's clients see exactly these bytes, and some
+//! scripts compare them.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// Encodes `value` as Python's `json.dumps(value)` would.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out.into_bytes()
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(number) => match (number.as_i64(), number.as_u64(), number.as_f64()) {
+            (Some(int), _, _) => {
+                let _ = write!(out, "{int}");
+            }
+            (None, Some(uint), _) => {
+                let _ = write!(out, "{uint}");
+            }
+            (None, None, Some(float)) => out.push_str(&float_repr(float)),
+            _ => out.push_str("null"),
+        },
+        Value::String(text) => write_string(out, text),
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (index, (key, item)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                write_string(out, key);
+                out.push_str(": ");
+                write_value(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_string(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(character),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in character.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// A float as Python's `repr`: the shortest text that reads back the same,
+/// always with a `.0` or an exponent, exponents as `e+16` / `e-05`.
+pub fn float_repr(value: f64) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let magnitude = value.abs();
+    if magnitude == 0.0 || (1e-4..1e16).contains(&magnitude) {
+        let text = format!("{value}");
+        return if text.contains('.') {
+            text
+        } else {
+            format!("{text}.0")
+        };
+    }
+    // Rust writes `1e16` / `1.5e-5`; Python writes `1e+16` / `1.5e-05`.
+    let text = format!("{value:e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(digits) => ('-', digits),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dumps(value: Value) -> String {
+        String::from_utf8(to_vec(&value)).unwrap()
+    }
+
+    #[test]
+    fn separators_and_order_as_python() {
+        assert_eq!(
+            dumps(json!({"b": [1, 2], "a": null, "status": "ok"})),
+            r#"{"b": [1, 2], "a": null, "status": "ok"}"#
+        );
+        assert_eq!(dumps(json!({})), "{}");
+        assert_eq!(dumps(json!([])), "[]");
+    }
+
+    #[test]
+    fn strings_escape_like_ensure_ascii() {
+        assert_eq!(
+            dumps(json!("é\u{1F600}\"\\\n\u{1}")),
+            r#""\u00e9\ud83d\ude00\"\\\n\u0001""#
+        );
+    }
+
+    #[test]
+    fn floats_as_python_repr() {
+        assert_eq!(float_repr(1.0), "1.0");
+        assert_eq!(float_repr(-0.5), "-0.5");
+        assert_eq!(float_repr(0.0), "0.0");
+        assert_eq!(float_repr(1e16), "1e+16");
+        assert_eq!(float_repr(1.5e-5), "1.5e-05");
+        assert_eq!(float_repr(123456.789), "123456.789");
+        assert_eq!(float_repr(f64::INFINITY), "Infinity");
+    }
+}

@@ -1,0 +1,257 @@
+//! How a crawl and a spider listing are started: the argv, the environment
+//! and the working directory, exactly as the spec lays them out. Nothing
+//! here waits for a process; the supervisor and the daemon do that.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::config::{Config, ItemsDir};
+use crate::store::{Job, Version};
+
+/// The folder a version is unpacked in.
+pub fn version_dir(config: &Config, project: &str, version: &Version) -> PathBuf {
+    config.eggs_dir.join(project).join(&version.dir_name)
+}
+
+/// The original egg, kept beside its unpacked folder.
+pub fn egg_file(config: &Config, project: &str, dir_name: &str) -> PathBuf {
+    config
+        .eggs_dir
+        .join(project)
+        .join(format!("{dir_name}.egg"))
+}
+
+/// `<dir>/<project>/<spider>/<job>.<extension>`, the Scrapyd file layout.
+pub fn job_file(dir: &Path, job: &Job, extension: &str) -> PathBuf {
+    dir.join(&job.project)
+        .join(&job.spider)
+        .join(format!("{}.{extension}", job.job_id))
+}
+
+/// Everything needed to start one crawl.
+#[derive(Debug)]
+pub struct CrawlLaunch {
+    pub command: tokio::process::Command,
+    /// The log file Scrapy writes, if logs are kept.
+    pub log_file: Option<PathBuf>,
+}
+
+/// Builds the crawl of `job` with `version`:
+/// `<python> -m scrapy crawl <spider> -s …user settings, LOG_FILE, FEEDS,
+/// JOBDIR… -a _job=<id> -a …user args… [-a _version=<v>]`, run in its own
+/// process group from the unpacked egg's folder. Creates the log and items
+/// folders and prunes old files to `jobs_to_keep`.
+pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<CrawlLaunch> {
+    let mut settings = job.settings.clone();
+    let log_file = match &config.logs_dir {
+        Some(dir) => {
+            let path = prepare_job_file(dir, job, "log", config.jobs_to_keep)?;
+            upsert(&mut settings, "LOG_FILE", path.display().to_string());
+            Some(path)
+        }
+        None => None,
+    };
+    if let Some(items_dir) = &config.items_dir {
+        let uri = match items_dir {
+            ItemsDir::Local(dir) => {
+                let path = prepare_job_file(dir, job, "jl", config.jobs_to_keep)?;
+                file_uri(&path)
+            }
+            ItemsDir::Remote(url) => format!(
+                "{}/{}/{}/{}.jl",
+                url.trim_end_matches('/'),
+                job.project,
+                job.spider,
+                job.job_id
+            ),
+        };
+        let feeds = serde_json::json!({ uri: { "format": "jsonlines" } });
+        upsert(&mut settings, "FEEDS", python_json(&feeds));
+    }
+    if let Some(jobs_dir) = &config.jobs_dir {
+        let path = jobs_dir
+            .join(&job.project)
+            .join(&job.spider)
+            .join(&job.job_id);
+        upsert(&mut settings, "JOBDIR", path.display().to_string());
+    }
+
+    let mut argv: Vec<String> = vec![
+        "-m".into(),
+        "scrapy".into(),
+        "crawl".into(),
+        job.spider.clone(),
+    ];
+    for (name, value) in &settings {
+        argv.extend(["-s".into(), format!("{name}={value}")]);
+    }
+    argv.extend(["-a".into(), format!("_job={}", job.job_id)]);
+    for (name, value) in &job.args {
+        argv.extend(["-a".into(), format!("{name}={value}")]);
+    }
+    if let Some(asked) = &job.version {
+        argv.extend(["-a".into(), format!("_version={asked}")]);
+    }
+
+    let egg_dir = version_dir(config, &job.project, version);
+    let mut command = scrapy_command(config, &job.project, version, &egg_dir);
+    command.args(&argv);
+    if let Some(asked) = &job.version {
+        command.env("SCRAPYD_EGG_VERSION", asked);
+    }
+    // Scrapy's own output (a traceback before logging is set up, say) goes
+    // to the end of the job's log. Not a pipe: a pipe would kill the crawl
+    // with SIGPIPE once this daemon exits, and crawls must outlive it.
+    let (stdout, stderr) = match &log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
+    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+    // Its own process group: a signal to the daemon's group (Ctrl-C, a
+    // service manager) does not reach the crawl, and a KILL can reach all
+    // of the crawl's children at once.
+    command.process_group(0);
+    command.kill_on_drop(false);
+    Ok(CrawlLaunch { command, log_file })
+}
+
+/// `<python> -m scrapy list`, run like a crawl of that version.
+pub fn list_spiders(
+    config: &Config,
+    project: &str,
+    version: &Version,
+    egg_dir: &Path,
+) -> tokio::process::Command {
+    let mut command = scrapy_command(config, project, version, egg_dir);
+    command
+        .args(["-m", "scrapy", "list", "-s", "LOG_STDOUT=0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// The part shared by crawls and listings: interpreter, environment and
+/// working directory.
+fn scrapy_command(
+    config: &Config,
+    project: &str,
+    version: &Version,
+    egg_dir: &Path,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(config.python_for(project));
+    command
+        .current_dir(egg_dir)
+        .env("PYTHONPATH", python_path(egg_dir))
+        .env("SCRAPY_SETTINGS_MODULE", &version.settings_module)
+        .env("SCRAPY_PROJECT", project)
+        .env("PYTHONIOENCODING", "UTF-8");
+    command
+}
+
+/// The egg folder first, then whatever PYTHONPATH the daemon had.
+fn python_path(egg_dir: &Path) -> std::ffi::OsString {
+    let mut path = egg_dir.as_os_str().to_owned();
+    if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(existing);
+    }
+    path
+}
+
+/// Sets a setting, keeping the position of one the user already gave
+/// (a Python dict update, as in Scrapyd).
+fn upsert(settings: &mut Vec<(String, String)>, name: &str, value: String) {
+    match settings.iter_mut().find(|(existing, _)| existing == name) {
+        Some(entry) => entry.1 = value,
+        None => settings.push((name.to_string(), value)),
+    }
+}
+
+/// Creates the folder of a job's file and deletes the oldest files there so
+/// that, with the new one, at most `keep` remain (0 keeps all).
+fn prepare_job_file(
+    dir: &Path,
+    job: &Job,
+    extension: &str,
+    keep: usize,
+) -> std::io::Result<PathBuf> {
+    let path = job_file(dir, job, extension);
+    let folder = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(folder)?;
+    if keep > 0 {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(folder)?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+            .collect();
+        files.sort();
+        let excess = files.len().saturating_sub(keep.saturating_sub(1));
+        for (_, old) in files.into_iter().take(excess) {
+            // A file that is already gone is fine.
+            let _ = std::fs::remove_file(old);
+        }
+    }
+    Ok(path)
+}
+
+/// `file:///abs/path` with the path percent-encoded where a URI needs it.
+fn file_uri(path: &Path) -> String {
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    let text = path.to_string_lossy();
+    format!(
+        "file://{}",
+        percent_encoding::utf8_percent_encode(&text, PATH)
+    )
+}
+
+/// JSON as Python's `json.dumps` writes it, which is what Scrapyd puts in
+/// the FEEDS setting.
+fn python_json(value: &serde_json::Value) -> String {
+    String::from_utf8_lossy(&crate::pyjson::to_vec(value)).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_keeps_user_position() {
+        let mut settings = vec![
+            ("A".to_string(), "1".to_string()),
+            ("LOG_FILE".into(), "x".into()),
+        ];
+        upsert(&mut settings, "LOG_FILE", "/logs/j.log".into());
+        upsert(&mut settings, "FEEDS", "{}".into());
+        assert_eq!(
+            settings,
+            vec![
+                ("A".to_string(), "1".to_string()),
+                ("LOG_FILE".into(), "/logs/j.log".into()),
+                ("FEEDS".into(), "{}".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn file_uris_are_absolute_and_encoded() {
+        assert_eq!(file_uri(Path::new("/a b/c.jl")), "file:///a%20b/c.jl");
+    }
+}

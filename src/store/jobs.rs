@@ -1,0 +1,483 @@
+//! Jobs: one row per job in every state, the one job model both APIs read.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::projects::spider_id_in;
+use super::{Store, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Finished,
+    Deleted,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Deleted => "deleted",
+        }
+    }
+
+    fn parse(text: &str) -> JobState {
+        match text {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "finished" => JobState::Finished,
+            // The schema's CHECK constraint admits nothing else.
+            _ => JobState::Deleted,
+        }
+    }
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Order of arrival; also the row's identity inside the daemon.
+    pub seq: i64,
+    /// The Scrapyd job id.
+    pub job_id: String,
+    /// The Scrapy Cloud key `project_id/spider_id/counter`.
+    pub project_id: i64,
+    pub spider_id: i64,
+    pub counter: i64,
+    pub project: String,
+    pub spider: String,
+    /// The version asked for; `None` runs the current version.
+    pub version: Option<String>,
+    /// The version the crawl started with.
+    pub run_version: Option<String>,
+    pub state: JobState,
+    pub priority: f64,
+    pub units: u32,
+    /// Spider arguments, in the order given, without `_job`/`_version`.
+    pub args: Vec<(String, String)>,
+    /// `-s NAME=VALUE` settings, in the order given.
+    pub settings: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub pending_time: f64,
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+    pub pid: Option<i32>,
+    pub pid_start_ticks: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub close_reason: Option<String>,
+    pub cancel_count: u32,
+    /// Whether Scrapyd's listings show it.
+    pub listed: bool,
+}
+
+impl Job {
+    /// The Scrapy Cloud key, `P/S/J`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.project_id, self.spider_id, self.counter)
+    }
+}
+
+/// What a new job is made of.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_id: String,
+    pub project_id: i64,
+    pub project: String,
+    pub spider: String,
+    pub version: Option<String>,
+    pub priority: f64,
+    pub units: u32,
+    pub args: Vec<(String, String)>,
+    pub settings: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub pending_time: f64,
+}
+
+const JOB_COLUMNS: &str = "seq, job_id, project_id, spider_id, counter, project, spider, version,
+    run_version, state, priority, units, args, settings, tags, pending_time, start_time, end_time,
+    pid, pid_start_ticks, exit_code, close_reason, cancel_count, listed";
+
+/// Reads a row selected with [`JOB_COLUMNS`]. JSON columns are decoded by
+/// the caller so a corrupt value is reported, not hidden.
+fn job_from_row(row: &Row) -> rusqlite::Result<(Job, [String; 3])> {
+    let job = Job {
+        seq: row.get(0)?,
+        job_id: row.get(1)?,
+        project_id: row.get(2)?,
+        spider_id: row.get(3)?,
+        counter: row.get(4)?,
+        project: row.get(5)?,
+        spider: row.get(6)?,
+        version: row.get(7)?,
+        run_version: row.get(8)?,
+        state: JobState::parse(&row.get::<_, String>(9)?),
+        priority: row.get(10)?,
+        units: row.get(11)?,
+        args: Vec::new(),
+        settings: Vec::new(),
+        tags: Vec::new(),
+        pending_time: row.get(15)?,
+        start_time: row.get(16)?,
+        end_time: row.get(17)?,
+        pid: row.get(18)?,
+        pid_start_ticks: row.get(19)?,
+        exit_code: row.get(20)?,
+        close_reason: row.get(21)?,
+        cancel_count: row.get(22)?,
+        listed: row.get(23)?,
+    };
+    Ok((job, [row.get(12)?, row.get(13)?, row.get(14)?]))
+}
+
+fn decode(parts: (Job, [String; 3])) -> StoreResult<Job> {
+    let (mut job, [args, settings, tags]) = parts;
+    job.args = serde_json::from_str(&args)?;
+    job.settings = serde_json::from_str(&settings)?;
+    job.tags = serde_json::from_str(&tags)?;
+    Ok(job)
+}
+
+/// Which jobs a listing wants.
+#[derive(Debug, Clone, Copy)]
+pub enum JobFilter<'a> {
+    All,
+    Project(&'a str),
+}
+
+impl Store {
+    fn query_jobs(&self, sql_tail: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Job>> {
+        let connection = self.lock();
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {sql_tail}");
+        let mut statement = connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params, job_from_row)?;
+        rows.map(|row| decode(row?)).collect()
+    }
+
+    /// Adds a pending job, giving it the next counter of its spider.
+    pub fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let spider_id = spider_id_in(&transaction, new.project_id, &new.spider)?;
+        let counter: i64 = transaction.query_row(
+            "UPDATE spiders SET last_counter = last_counter + 1
+             WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
+            params![new.project_id, spider_id],
+            |row| row.get(0),
+        )?;
+        let seq: i64 = transaction.query_row(
+            "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
+                               state, priority, units, args, settings, tags, pending_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
+             RETURNING seq",
+            params![
+                new.job_id,
+                new.project_id,
+                spider_id,
+                counter,
+                new.project,
+                new.spider,
+                new.version,
+                new.priority,
+                new.units,
+                serde_json::to_string(&new.args)?,
+                serde_json::to_string(&new.settings)?,
+                serde_json::to_string(&new.tags)?,
+                new.pending_time,
+            ],
+            |row| row.get(0),
+        )?;
+        transaction.commit()?;
+        drop(connection);
+        self.job(seq)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows.into())
+    }
+
+    pub fn job(&self, seq: i64) -> StoreResult<Option<Job>> {
+        Ok(self.query_jobs("WHERE seq = ?1", [seq])?.pop())
+    }
+
+    /// Takes the best pending job (highest priority, then oldest) and marks
+    /// it running, if it fits in `free_units` slots. A job wider than every
+    /// slot is clamped to `max_units` so it can still run alone.
+    pub fn claim_next_pending(
+        &self,
+        free_units: u32,
+        max_units: u32,
+        now: f64,
+    ) -> StoreResult<Option<Job>> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let best: Option<(i64, u32)> = transaction
+            .query_row(
+                "SELECT seq, units FROM jobs WHERE state = 'pending'
+                 ORDER BY priority DESC, seq LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((seq, units)) = best else {
+            return Ok(None);
+        };
+        // Strict order: the best job waits for room rather than being
+        // overtaken by narrower ones, so it cannot starve.
+        if units.clamp(1, max_units.max(1)) > free_units {
+            return Ok(None);
+        }
+        transaction.execute(
+            "UPDATE jobs SET state = 'running', start_time = ?2 WHERE seq = ?1",
+            params![seq, now],
+        )?;
+        transaction.commit()?;
+        drop(connection);
+        self.job(seq)
+    }
+
+    /// Records the process of a job that was just launched.
+    pub fn record_started(
+        &self,
+        seq: i64,
+        pid: i32,
+        pid_start_ticks: Option<i64>,
+        run_version: &str,
+    ) -> StoreResult<()> {
+        self.lock().execute(
+            "UPDATE jobs SET pid = ?2, pid_start_ticks = ?3, run_version = ?4 WHERE seq = ?1",
+            params![seq, pid, pid_start_ticks, run_version],
+        )?;
+        Ok(())
+    }
+
+    /// Records the end of a job.
+    pub fn finish_job(
+        &self,
+        seq: i64,
+        end_time: f64,
+        exit_code: Option<i32>,
+        close_reason: &str,
+    ) -> StoreResult<()> {
+        self.lock().execute(
+            "UPDATE jobs SET state = 'finished', end_time = ?2, exit_code = ?3, close_reason = ?4
+             WHERE seq = ?1",
+            params![seq, end_time, exit_code, close_reason],
+        )?;
+        Ok(())
+    }
+
+    /// Cancels the pending jobs of a project with this job id. They stay in
+    /// the store as finished (`cancelled`) but leave Scrapyd's listings.
+    pub fn cancel_pending(&self, project_id: i64, job_id: &str, now: f64) -> StoreResult<usize> {
+        let changed = self.lock().execute(
+            "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
+             WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending'",
+            params![project_id, job_id, now],
+        )?;
+        Ok(changed)
+    }
+
+    /// Counts a cancel request for a running job; returns the new count.
+    pub fn count_cancel(&self, seq: i64) -> StoreResult<u32> {
+        let count = self.lock().query_row(
+            "UPDATE jobs SET cancel_count = cancel_count + 1 WHERE seq = ?1 RETURNING cancel_count",
+            [seq],
+            |row| row.get(0),
+        )?;
+        Ok(count)
+    }
+
+    /// The running jobs of a project with this job id.
+    pub fn running_with_id(&self, project_id: i64, job_id: &str) -> StoreResult<Vec<Job>> {
+        self.query_jobs(
+            "WHERE state = 'running' AND project_id = ?1 AND job_id = ?2",
+            params![project_id, job_id],
+        )
+    }
+
+    /// The Scrapyd state of a job id: finished (if still listed) wins over
+    /// running, which wins over pending, as in Scrapyd's `status.json`.
+    pub fn scrapyd_state(&self, job_id: &str, project: JobFilter) -> StoreResult<Option<JobState>> {
+        let jobs = match project {
+            JobFilter::All => self.query_jobs("WHERE job_id = ?1 AND listed = 1", [job_id])?,
+            JobFilter::Project(name) => self.query_jobs(
+                "WHERE job_id = ?1 AND listed = 1 AND project = ?2",
+                params![job_id, name],
+            )?,
+        };
+        let has = |state| jobs.iter().any(|job| job.state == state);
+        Ok([JobState::Finished, JobState::Running, JobState::Pending]
+            .into_iter()
+            .find(|state| has(*state)))
+    }
+
+    /// Pending jobs in the order they will run.
+    pub fn pending_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
+        match filter {
+            JobFilter::All => {
+                self.query_jobs("WHERE state = 'pending' ORDER BY priority DESC, seq", [])
+            }
+            JobFilter::Project(name) => self.query_jobs(
+                "WHERE state = 'pending' AND project = ?1 ORDER BY priority DESC, seq",
+                [name],
+            ),
+        }
+    }
+
+    /// Running jobs, oldest start first.
+    pub fn running_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
+        match filter {
+            JobFilter::All => self.query_jobs("WHERE state = 'running' ORDER BY seq", []),
+            JobFilter::Project(name) => self.query_jobs(
+                "WHERE state = 'running' AND project = ?1 ORDER BY seq",
+                [name],
+            ),
+        }
+    }
+
+    /// The `keep` most recently finished listed jobs (all when 0), newest
+    /// first, then narrowed to a project: Scrapyd's finished list is one
+    /// list for the whole node.
+    pub fn finished_jobs(&self, keep: usize, filter: JobFilter) -> StoreResult<Vec<Job>> {
+        let limit = if keep == 0 { -1 } else { keep as i64 };
+        let recent = "SELECT seq FROM jobs WHERE state = 'finished' AND listed = 1
+                      ORDER BY end_time DESC, seq DESC LIMIT ?1";
+        match filter {
+            JobFilter::All => self.query_jobs(
+                &format!("WHERE seq IN ({recent}) ORDER BY end_time DESC, seq DESC"),
+                [limit],
+            ),
+            JobFilter::Project(name) => self.query_jobs(
+                &format!(
+                    "WHERE seq IN ({recent}) AND project = ?2 ORDER BY end_time DESC, seq DESC"
+                ),
+                params![limit, name],
+            ),
+        }
+    }
+
+    /// `(pending, running, listed finished)` counts, the last capped at
+    /// `keep` (when not 0) like Scrapyd's finished list.
+    pub fn job_counts(&self, keep: usize) -> StoreResult<(u64, u64, u64)> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT
+               (SELECT count(*) FROM jobs WHERE state = 'pending'),
+               (SELECT count(*) FROM jobs WHERE state = 'running'),
+               (SELECT count(*) FROM jobs WHERE state = 'finished' AND listed = 1)",
+        )?;
+        let (pending, running, finished): (i64, i64, i64) =
+            statement.query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        let count = |n: i64| n.max(0) as u64;
+        let finished = if keep == 0 {
+            count(finished)
+        } else {
+            count(finished).min(keep as u64)
+        };
+        Ok((count(pending), count(running), finished))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Version;
+
+    fn store_with_project(name: &str) -> (Store, i64) {
+        let store = Store::open_in_memory().unwrap();
+        let version = Version {
+            version: "1".into(),
+            dir_name: "1".into(),
+            settings_module: "p.settings".into(),
+            spiders: vec!["s".into()],
+            uploaded_at: 0.0,
+        };
+        let project = store.put_version(name, &version, 0.0).unwrap();
+        (store, project.id)
+    }
+
+    fn new_job(project_id: i64, project: &str, job_id: &str, priority: f64) -> NewJob {
+        NewJob {
+            job_id: job_id.into(),
+            project_id,
+            project: project.into(),
+            spider: "s".into(),
+            version: None,
+            priority,
+            units: 1,
+            args: vec![("a".into(), "1".into())],
+            settings: vec![],
+            tags: vec![],
+            pending_time: 1.0,
+        }
+    }
+
+    #[test]
+    fn counters_make_keys_per_spider() {
+        let (store, project_id) = store_with_project("p");
+        let first = store
+            .insert_job(&new_job(project_id, "p", "a", 0.0))
+            .unwrap();
+        let second = store
+            .insert_job(&new_job(project_id, "p", "b", 0.0))
+            .unwrap();
+        assert_eq!(first.key(), format!("{project_id}/1/1"));
+        assert_eq!(second.key(), format!("{project_id}/1/2"));
+        assert_eq!(second.args, vec![("a".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn claims_highest_priority_then_oldest() {
+        let (store, p) = store_with_project("p");
+        store.insert_job(&new_job(p, "p", "low", 0.0)).unwrap();
+        store.insert_job(&new_job(p, "p", "high", 5.0)).unwrap();
+        store.insert_job(&new_job(p, "p", "high2", 5.0)).unwrap();
+        let order: Vec<String> =
+            std::iter::from_fn(|| store.claim_next_pending(1, 4, 2.0).unwrap())
+                .map(|job| job.job_id)
+                .collect();
+        assert_eq!(order, ["high", "high2", "low"]);
+        assert!(store.claim_next_pending(0, 4, 2.0).unwrap().is_none());
+    }
+
+    #[test]
+    fn cancelled_pending_leaves_listings_but_stays_stored() {
+        let (store, p) = store_with_project("p");
+        let job = store.insert_job(&new_job(p, "p", "x", 0.0)).unwrap();
+        assert_eq!(store.cancel_pending(p, "x", 3.0).unwrap(), 1);
+        assert!(store.pending_jobs(JobFilter::All).unwrap().is_empty());
+        assert!(store.finished_jobs(100, JobFilter::All).unwrap().is_empty());
+        assert_eq!(store.scrapyd_state("x", JobFilter::All).unwrap(), None);
+        let stored = store.job(job.seq).unwrap().unwrap();
+        assert_eq!(stored.close_reason.as_deref(), Some("cancelled"));
+        assert_eq!(store.job_counts(100).unwrap(), (0, 0, 0));
+    }
+
+    #[test]
+    fn finished_list_is_capped_and_newest_first() {
+        let (store, p) = store_with_project("p");
+        for (index, id) in ["a", "b", "c"].iter().enumerate() {
+            let job = store.insert_job(&new_job(p, "p", id, 0.0)).unwrap();
+            store
+                .finish_job(job.seq, 10.0 + index as f64, Some(0), "finished")
+                .unwrap();
+        }
+        let ids: Vec<String> = store
+            .finished_jobs(2, JobFilter::Project("p"))
+            .unwrap()
+            .into_iter()
+            .map(|job| job.job_id)
+            .collect();
+        assert_eq!(ids, ["c", "b"]);
+        assert_eq!(store.job_counts(2).unwrap(), (0, 0, 2));
+        assert_eq!(store.job_counts(0).unwrap(), (0, 0, 3));
+    }
+
+    #[test]
+    fn deleting_a_project_cancels_its_pending_jobs() {
+        let (store, p) = store_with_project("p");
+        store.insert_job(&new_job(p, "p", "x", 0.0)).unwrap();
+        let project = store.project("p").unwrap().unwrap();
+        assert_eq!(store.delete_project(&project, 5.0).unwrap(), 1);
+        assert!(store.project("p").unwrap().is_none());
+        assert!(store.pending_jobs(JobFilter::All).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,229 @@
+//! Projects, their versions (eggs) and their spiders.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{Store, StoreResult};
+use crate::version::compare_versions;
+
+/// A project: its Scrapyd name and its Scrapy Cloud numeric id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+}
+
+/// One uploaded version of a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// Exactly as uploaded.
+    pub version: String,
+    /// The folder under `<eggs_dir>/<project>/` it is unpacked in.
+    pub dir_name: String,
+    /// `SCRAPY_SETTINGS_MODULE` for its crawls.
+    pub settings_module: String,
+    /// Its spiders, sorted, as `scrapy list` printed them at upload.
+    pub spiders: Vec<String>,
+    pub uploaded_at: f64,
+}
+
+impl Store {
+    pub fn project(&self, name: &str) -> StoreResult<Option<Project>> {
+        let connection = self.lock();
+        let project = connection
+            .query_row(
+                "SELECT id, name FROM projects WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok(Project {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(project)
+    }
+
+    /// Every project, sorted by name.
+    pub fn projects(&self) -> StoreResult<Vec<Project>> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare_cached("SELECT id, name FROM projects ORDER BY name")?;
+        let rows = statement.query_map([], |row| {
+            Ok(Project {
+                id: row.get(0)?,
+                name: row.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A project's versions, oldest first by loose-version order, so the
+    /// last one is the current version.
+    pub fn versions(&self, project_id: i64) -> StoreResult<Vec<Version>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT version, dir_name, settings_module, spiders, uploaded_at
+             FROM versions WHERE project_id = ?1",
+        )?;
+        let rows = statement.query_map([project_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, f64>(4)?,
+            ))
+        })?;
+        let mut versions = Vec::new();
+        for row in rows {
+            let (version, dir_name, settings_module, spiders, uploaded_at) = row?;
+            versions.push(Version {
+                version,
+                dir_name,
+                settings_module,
+                spiders: serde_json::from_str(&spiders)?,
+                uploaded_at,
+            });
+        }
+        versions.sort_by(|a, b| compare_versions(&a.version, &b.version));
+        Ok(versions)
+    }
+
+    /// The named version, or the current one when `version` is `None`.
+    pub fn version(&self, project_id: i64, version: Option<&str>) -> StoreResult<Option<Version>> {
+        let versions = self.versions(project_id)?;
+        Ok(match version {
+            Some(wanted) => versions.into_iter().find(|v| v.version == wanted),
+            None => versions.into_iter().last(),
+        })
+    }
+
+    /// Records a version, creating the project on its first upload and
+    /// replacing a version uploaded before under the same name.
+    pub fn put_version(&self, project: &str, version: &Version, now: f64) -> StoreResult<Project> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![project, now],
+        )?;
+        let id: i64 = transaction.query_row(
+            "SELECT id FROM projects WHERE name = ?1",
+            [project],
+            |row| row.get(0),
+        )?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO versions
+                 (project_id, version, dir_name, settings_module, spiders, uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                version.version,
+                version.dir_name,
+                version.settings_module,
+                serde_json::to_string(&version.spiders)?,
+                version.uploaded_at,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(Project {
+            id,
+            name: project.to_string(),
+        })
+    }
+
+    /// Deletes one version. When it was the last one the project goes too
+    /// (with its pending jobs, see [`Store::delete_project`]); the answer
+    /// says whether that happened.
+    pub fn delete_version(&self, project: &Project, version: &str, now: f64) -> StoreResult<bool> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "DELETE FROM versions WHERE project_id = ?1 AND version = ?2",
+            params![project.id, version],
+        )?;
+        let left: i64 = transaction.query_row(
+            "SELECT count(*) FROM versions WHERE project_id = ?1",
+            [project.id],
+            |row| row.get(0),
+        )?;
+        if left == 0 {
+            delete_project_in(&transaction, project.id, now)?;
+        }
+        transaction.commit()?;
+        Ok(left == 0)
+    }
+
+    /// Deletes a project, its versions and spider ids. Its pending jobs are
+    /// cancelled (they could never start without an egg); running crawls go
+    /// on and are recorded when they end. Returns how many were cancelled.
+    pub fn delete_project(&self, project: &Project, now: f64) -> StoreResult<usize> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let cancelled = delete_project_in(&transaction, project.id, now)?;
+        transaction.commit()?;
+        Ok(cancelled)
+    }
+
+    /// The numeric id of a spider in a project, given out on first use.
+    pub fn spider_id(&self, project_id: i64, spider: &str) -> StoreResult<i64> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let id = spider_id_in(&transaction, project_id, spider)?;
+        transaction.commit()?;
+        Ok(id)
+    }
+
+    /// The id of a spider if it has one already.
+    pub fn existing_spider_id(&self, project_id: i64, spider: &str) -> StoreResult<Option<i64>> {
+        let connection = self.lock();
+        let id = connection
+            .query_row(
+                "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
+                params![project_id, spider],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(id)
+    }
+}
+
+fn delete_project_in(transaction: &Transaction, project_id: i64, now: f64) -> StoreResult<usize> {
+    let cancelled = transaction.execute(
+        "UPDATE jobs SET state = 'finished', end_time = ?2, close_reason = 'cancelled', listed = 0
+         WHERE project_id = ?1 AND state = 'pending'",
+        params![project_id, now],
+    )?;
+    transaction.execute("DELETE FROM versions WHERE project_id = ?1", [project_id])?;
+    transaction.execute("DELETE FROM spiders WHERE project_id = ?1", [project_id])?;
+    transaction.execute("DELETE FROM projects WHERE id = ?1", [project_id])?;
+    Ok(cancelled)
+}
+
+pub(super) fn spider_id_in(
+    transaction: &Transaction,
+    project_id: i64,
+    spider: &str,
+) -> StoreResult<i64> {
+    let existing: Option<i64> = transaction
+        .query_row(
+            "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
+            params![project_id, spider],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id: i64 = transaction.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM spiders WHERE project_id = ?1",
+        [project_id],
+        |row| row.get(0),
+    )?;
+    transaction.execute(
+        "INSERT INTO spiders (project_id, id, name) VALUES (?1, ?2, ?3)",
+        params![project_id, id, spider],
+    )?;
+    Ok(id)
+}
