@@ -98,6 +98,10 @@ pub struct Config {
     pub egg_limits: EggLimits,
     /// The largest request body accepted, in bytes.
     pub max_body_size: usize,
+    /// How long a client may take to send its headers, and its body.
+    pub http_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// How long `scrapy list` may take before an upload is refused.
     pub list_spiders_timeout: Duration,
     /// Warnings found while reading the files, logged once at start.
@@ -226,6 +230,10 @@ impl Config {
                 max_entries: options.number("egg_max_entries", 20_000)?,
             },
             max_body_size: options.number("max_body_size", 256 * 1024 * 1024)?,
+            http_timeout: Duration::from_secs_f64(
+                options.number::<f64>("http_timeout", 30.0)?.max(0.1),
+            ),
+            max_connections: options.number::<usize>("max_connections", 1000)?.max(1),
             list_spiders_timeout: Duration::from_secs_f64(
                 options
                     .number::<f64>("list_spiders_timeout", 120.0)?

@@ -120,6 +120,7 @@ impl Daemon {
             .await
             .map_err(|e| DaemonError::Runner(e.to_string()))??;
         names::check_project(project)?;
+        names::check_version(version)?;
         let _upload = self.uploads.lock().await;
 
         let project_dir = self.config.eggs_dir.join(project);

@@ -13,12 +13,14 @@ pub const MAX_NAME_BYTES: usize = 200;
 pub struct DirectoryTraversal(pub String);
 
 /// Whether `name` can be used as one path component inside a folder:
-/// not empty, not `.` or `..`, no separator, no NUL, not too long.
+/// not empty, not `.` or `..`, no separator, no control character (NUL
+/// included: it would cut the path short), not too long.
 pub fn is_safe_component(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
         && name.len() <= MAX_NAME_BYTES
 }
 
@@ -28,6 +30,17 @@ pub fn check_project(project: &str) -> Result<(), DirectoryTraversal> {
         Ok(())
     } else {
         Err(DirectoryTraversal(project.to_string()))
+    }
+}
+
+/// Checks a version name. Versions keep their exact text, so they are
+/// stored under [`version_dir_name`]; this refuses the ones no client has a
+/// reason to send and that would only confuse a reader of the folder.
+pub fn check_version(version: &str) -> Result<(), DirectoryTraversal> {
+    if is_safe_component(version) {
+        Ok(())
+    } else {
+        Err(DirectoryTraversal(version.to_string()))
     }
 }
 
@@ -75,7 +88,9 @@ mod tests {
     fn project_names() {
         assert!(check_project("myproject").is_ok());
         assert!(check_project("my project é").is_ok());
-        for bad in ["", ".", "..", "../p", "a/b", "a\\b", "a\0b"] {
+        for bad in [
+            "", ".", "..", "../p", "a/b", "a\\b", "a\0b", "a\nb", "\u{7f}",
+        ] {
             assert_eq!(check_project(bad), Err(DirectoryTraversal(bad.to_string())));
         }
         assert_eq!(

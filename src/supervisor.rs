@@ -70,7 +70,12 @@ impl Supervisor {
     pub async fn run(self: Arc<Self>) {
         self.adopt_survivors();
         loop {
-            self.launch_ready();
+            // Claims wait for a commit: off the async workers.
+            let supervisor = Arc::clone(&self);
+            if let Err(error) = tokio::task::spawn_blocking(move || supervisor.launch_ready()).await
+            {
+                error!(%error, "the launcher failed");
+            }
             self.wake.notified().await;
         }
     }
@@ -183,7 +188,21 @@ impl Supervisor {
                 None
             }
         };
-        self.crawl_ended(seq, exit_code, log_file.as_deref());
+        self.record_crawl_end(seq, exit_code, log_file).await;
+    }
+
+    /// [`Supervisor::crawl_ended`] from async code: it waits for a commit,
+    /// so it runs on the blocking pool.
+    async fn record_crawl_end(
+        self: Arc<Self>,
+        seq: i64,
+        exit_code: Option<i32>,
+        log_file: Option<PathBuf>,
+    ) {
+        let ended = move || self.crawl_ended(seq, exit_code, log_file.as_deref());
+        if let Err(error) = tokio::task::spawn_blocking(ended).await {
+            error!(%error, seq, "cannot record the end of a crawl");
+        }
     }
 
     /// Records a crawl's end and frees its slot.
@@ -294,7 +313,7 @@ impl Supervisor {
                 while process_start_ticks(pid) == ticks && !is_zombie(pid) {
                     tokio::time::sleep(ADOPTED_CHECK_INTERVAL).await;
                 }
-                supervisor.crawl_ended(job.seq, None, log_file.as_deref());
+                supervisor.record_crawl_end(job.seq, None, log_file).await;
             });
         }
     }

@@ -26,9 +26,6 @@ use crate::daemon::Daemon;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long in-flight requests may take to finish after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,20 +43,27 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
+    // One permit per open connection: past `max_connections`, new ones wait
+    // in the kernel's backlog instead of exhausting file descriptors.
+    let connections = Arc::new(tokio::sync::Semaphore::new(daemon.config.max_connections));
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
         let (daemon, graceful) = (Arc::clone(&daemon), Arc::clone(&graceful));
+        let connections = Arc::clone(&connections);
         accept_loops.spawn(async move {
             loop {
+                let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+                    return;
+                };
                 let accepted = match &listener {
                     Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| {
                         let _ = stream.set_nodelay(true);
-                        serve_connection(&daemon, &graceful, stream)
+                        serve_connection(&daemon, &graceful, stream, permit)
                     }),
                     Listener::Unix(unix) => unix
                         .accept()
                         .await
-                        .map(|(stream, _)| serve_connection(&daemon, &graceful, stream)),
+                        .map(|(stream, _)| serve_connection(&daemon, &graceful, stream, permit)),
                 };
                 if let Err(error) = accepted {
                     // Out of file descriptors, say: wait instead of spinning.
@@ -80,10 +84,15 @@ pub async fn serve(
     }
 }
 
-fn serve_connection<S>(daemon: &Arc<Daemon>, graceful: &GracefulShutdown, stream: S)
-where
+fn serve_connection<S>(
+    daemon: &Arc<Daemon>,
+    graceful: &GracefulShutdown,
+    stream: S,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let timeout = daemon.config.http_timeout;
     let daemon = Arc::clone(daemon);
     let service = service_fn(move |request| {
         let daemon = Arc::clone(&daemon);
@@ -91,13 +100,14 @@ where
     });
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(timeout)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             debug!(%error, "connection ended with an error");
         }
+        drop(permit);
     });
 }
 
@@ -158,7 +168,7 @@ fn collapse_slashes(path: &str) -> String {
     collapsed
 }
 
-async fn handle(daemon: &Daemon, request: Request<Incoming>) -> HttpResponse {
+async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpResponse {
     if daemon.config.auth_enabled() && !authorized(daemon, &request) {
         return response::unauthorized();
     }

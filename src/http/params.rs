@@ -6,6 +6,10 @@
 
 use bytes::Bytes;
 
+/// The most parameters one request may carry. Far above what any client
+/// sends; it keeps a hostile request from costing quadratic time.
+pub const MAX_PARAMS: usize = 1000;
+
 /// A parameter problem, worded as Scrapyd words it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParamError {
@@ -33,7 +37,13 @@ impl Params {
     ) -> Result<Params, ParamError> {
         let mut params = Params::default();
         if let Some(query) = query {
-            params.entries = group(parse_urlencoded(query.as_bytes()));
+            let pairs = parse_urlencoded(query.as_bytes());
+            if pairs.len() > MAX_PARAMS {
+                return Err(ParamError::MalformedBody(format!(
+                    "more than {MAX_PARAMS} parameters"
+                )));
+            }
+            params.entries = group(pairs);
         }
         // The media type is case-insensitive; the multipart boundary is not.
         let content_type = content_type.unwrap_or("");
@@ -45,6 +55,11 @@ impl Params {
         } else {
             Vec::new()
         };
+        if params.entries.len() + from_body.len() > MAX_PARAMS {
+            return Err(ParamError::MalformedBody(format!(
+                "more than {MAX_PARAMS} parameters"
+            )));
+        }
         // A body value replaces the query's values of that name in place.
         for (name, values) in group(from_body) {
             match params
@@ -327,6 +342,16 @@ Content-Type: application/octet-stream\r\n\r\nPK\x03\x04\r\n--XX--\r\n";
         let mut params = parse(None, Some("multipart/form-data; boundary=XX"), body);
         assert_eq!(params.required("project").unwrap(), "p1");
         assert_eq!(&params.required_bytes("egg").unwrap()[..], b"PK\x03\x04");
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused() {
+        let query = "a=1&".repeat(MAX_PARAMS + 1);
+        let parsed = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(Params::parse(Some(&query), None, Bytes::new()));
+        assert!(matches!(parsed, Err(ParamError::MalformedBody(_))));
     }
 
     #[test]

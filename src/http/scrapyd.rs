@@ -3,6 +3,8 @@
 //! fields; the envelope (`status`, `node_name`, CORS) is added once, in
 //! [`answer`].
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use hyper::Method;
 use hyper::http::request::Parts;
@@ -22,6 +24,8 @@ enum EndpointError {
     Param(#[from] ParamError),
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 type Fields = Result<Map<String, Value>, EndpointError>;
@@ -35,7 +39,12 @@ fn methods_of(endpoint: &str) -> Methods {
 }
 
 /// Answers one request to `endpoint`.
-pub async fn answer(daemon: &Daemon, endpoint: &str, parts: &Parts, body: Bytes) -> HttpResponse {
+pub async fn answer(
+    daemon: &Arc<Daemon>,
+    endpoint: &'static str,
+    parts: &Parts,
+    body: Bytes,
+) -> HttpResponse {
     let node_name = daemon.config.node_name.as_str();
     let methods = methods_of(endpoint);
     let accepted = match methods {
@@ -63,10 +72,22 @@ pub async fn answer(daemon: &Daemon, endpoint: &str, parts: &Parts, body: Bytes)
     }
 }
 
-async fn run(daemon: &Daemon, endpoint: &str, params: Params) -> Fields {
+async fn run(daemon: &Arc<Daemon>, endpoint: &'static str, params: Params) -> Fields {
+    if endpoint == "addversion.json" {
+        return add_version(daemon, params).await;
+    }
+    // The other endpoints wait on SQLite (a write waits for its group
+    // commit): they run on the blocking pool, so many can wait at once and
+    // share one commit without holding up the async workers.
+    let daemon = Arc::clone(daemon);
+    tokio::task::spawn_blocking(move || run_blocking(&daemon, endpoint, params))
+        .await
+        .unwrap_or_else(|error| Err(EndpointError::Internal(error.to_string())))
+}
+
+fn run_blocking(daemon: &Daemon, endpoint: &str, params: Params) -> Fields {
     match endpoint {
         "daemonstatus.json" => daemon_status(daemon),
-        "addversion.json" => add_version(daemon, params).await,
         "schedule.json" => schedule(daemon, params),
         "cancel.json" => cancel(daemon, params),
         "status.json" => status(daemon, params),

@@ -1,9 +1,9 @@
 //! Jobs: one row per job in every state, the one job model both APIs read.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::projects::spider_id_in;
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -145,52 +145,64 @@ pub enum JobFilter<'a> {
     Project(&'a str),
 }
 
+/// Jobs selected by `sql_tail` (a WHERE / ORDER BY clause).
+fn query_jobs_on(
+    connection: &Connection,
+    sql_tail: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {sql_tail}");
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(params, job_from_row)?;
+    rows.map(|row| decode(row?)).collect()
+}
+
+fn job_on(connection: &Connection, seq: i64) -> StoreResult<Job> {
+    query_jobs_on(connection, "WHERE seq = ?1", [seq])?
+        .pop()
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
 impl Store {
     fn query_jobs(&self, sql_tail: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Job>> {
-        let connection = self.lock();
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {sql_tail}");
-        let mut statement = connection.prepare_cached(&sql)?;
-        let rows = statement.query_map(params, job_from_row)?;
-        rows.map(|row| decode(row?)).collect()
+        query_jobs_on(&self.read(), sql_tail, params)
     }
 
     /// Adds a pending job, giving it the next counter of its spider.
     pub fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        let spider_id = spider_id_in(&transaction, new.project_id, &new.spider)?;
-        let counter: i64 = transaction.query_row(
-            "UPDATE spiders SET last_counter = last_counter + 1
-             WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
-            params![new.project_id, spider_id],
-            |row| row.get(0),
-        )?;
-        let seq: i64 = transaction.query_row(
-            "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                               state, priority, units, args, settings, tags, pending_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
-             RETURNING seq",
-            params![
-                new.job_id,
-                new.project_id,
-                spider_id,
-                counter,
-                new.project,
-                new.spider,
-                new.version,
-                new.priority,
-                new.units,
-                serde_json::to_string(&new.args)?,
-                serde_json::to_string(&new.settings)?,
-                serde_json::to_string(&new.tags)?,
-                new.pending_time,
-            ],
-            |row| row.get(0),
-        )?;
-        transaction.commit()?;
-        drop(connection);
-        self.job(seq)?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows.into())
+        let new = new.clone();
+        self.write(move |connection| {
+            let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
+            let counter: i64 = connection.query_row(
+                "UPDATE spiders SET last_counter = last_counter + 1
+                 WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
+                params![new.project_id, spider_id],
+                |row| row.get(0),
+            )?;
+            let seq: i64 = connection.query_row(
+                "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
+                                   state, priority, units, args, settings, tags, pending_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
+                 RETURNING seq",
+                params![
+                    new.job_id,
+                    new.project_id,
+                    spider_id,
+                    counter,
+                    new.project,
+                    new.spider,
+                    new.version,
+                    new.priority,
+                    new.units,
+                    serde_json::to_string(&new.args)?,
+                    serde_json::to_string(&new.settings)?,
+                    serde_json::to_string(&new.tags)?,
+                    new.pending_time,
+                ],
+                |row| row.get(0),
+            )?;
+            job_on(connection, seq)
+        })
     }
 
     pub fn job(&self, seq: i64) -> StoreResult<Option<Job>> {
@@ -206,31 +218,29 @@ impl Store {
         max_units: u32,
         now: f64,
     ) -> StoreResult<Option<Job>> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        let best: Option<(i64, u32)> = transaction
-            .query_row(
-                "SELECT seq, units FROM jobs WHERE state = 'pending'
-                 ORDER BY priority DESC, seq LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        let Some((seq, units)) = best else {
-            return Ok(None);
-        };
-        // Strict order: the best job waits for room rather than being
-        // overtaken by narrower ones, so it cannot starve.
-        if units.clamp(1, max_units.max(1)) > free_units {
-            return Ok(None);
-        }
-        transaction.execute(
-            "UPDATE jobs SET state = 'running', start_time = ?2 WHERE seq = ?1",
-            params![seq, now],
-        )?;
-        transaction.commit()?;
-        drop(connection);
-        self.job(seq)
+        self.write(move |connection| {
+            let best: Option<(i64, u32)> = connection
+                .query_row(
+                    "SELECT seq, units FROM jobs WHERE state = 'pending'
+                     ORDER BY priority DESC, seq LIMIT 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, units)) = best else {
+                return Ok(None);
+            };
+            // Strict order: the best job waits for room rather than being
+            // overtaken by narrower ones, so it cannot starve.
+            if units.clamp(1, max_units.max(1)) > free_units {
+                return Ok(None);
+            }
+            connection.execute(
+                "UPDATE jobs SET state = 'running', start_time = ?2 WHERE seq = ?1",
+                params![seq, now],
+            )?;
+            job_on(connection, seq).map(Some)
+        })
     }
 
     /// Records the process of a job that was just launched.
@@ -241,11 +251,14 @@ impl Store {
         pid_start_ticks: Option<i64>,
         run_version: &str,
     ) -> StoreResult<()> {
-        self.lock().execute(
-            "UPDATE jobs SET pid = ?2, pid_start_ticks = ?3, run_version = ?4 WHERE seq = ?1",
-            params![seq, pid, pid_start_ticks, run_version],
-        )?;
-        Ok(())
+        let run_version = run_version.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE jobs SET pid = ?2, pid_start_ticks = ?3, run_version = ?4 WHERE seq = ?1",
+                params![seq, pid, pid_start_ticks, run_version],
+            )?;
+            Ok(())
+        })
     }
 
     /// Records the end of a job.
@@ -256,33 +269,39 @@ impl Store {
         exit_code: Option<i32>,
         close_reason: &str,
     ) -> StoreResult<()> {
-        self.lock().execute(
-            "UPDATE jobs SET state = 'finished', end_time = ?2, exit_code = ?3, close_reason = ?4
-             WHERE seq = ?1",
-            params![seq, end_time, exit_code, close_reason],
-        )?;
-        Ok(())
+        let close_reason = close_reason.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE jobs SET state = 'finished', end_time = ?2, exit_code = ?3, close_reason = ?4
+                 WHERE seq = ?1",
+                params![seq, end_time, exit_code, close_reason],
+            )?;
+            Ok(())
+        })
     }
 
     /// Cancels the pending jobs of a project with this job id. They stay in
     /// the store as finished (`cancelled`) but leave Scrapyd's listings.
     pub fn cancel_pending(&self, project_id: i64, job_id: &str, now: f64) -> StoreResult<usize> {
-        let changed = self.lock().execute(
-            "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
-             WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending'",
-            params![project_id, job_id, now],
-        )?;
-        Ok(changed)
+        let job_id = job_id.to_string();
+        self.write(move |connection| {
+            Ok(connection.execute(
+                "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
+                 WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending'",
+                params![project_id, job_id, now],
+            )?)
+        })
     }
 
     /// Counts a cancel request for a running job; returns the new count.
     pub fn count_cancel(&self, seq: i64) -> StoreResult<u32> {
-        let count = self.lock().query_row(
-            "UPDATE jobs SET cancel_count = cancel_count + 1 WHERE seq = ?1 RETURNING cancel_count",
-            [seq],
-            |row| row.get(0),
-        )?;
-        Ok(count)
+        self.write(move |connection| {
+            Ok(connection.query_row(
+                "UPDATE jobs SET cancel_count = cancel_count + 1 WHERE seq = ?1 RETURNING cancel_count",
+                [seq],
+                |row| row.get(0),
+            )?)
+        })
     }
 
     /// The running jobs of a project with this job id.
@@ -357,7 +376,7 @@ impl Store {
     /// `(pending, running, listed finished)` counts, the last capped at
     /// `keep` (when not 0) like Scrapyd's finished list.
     pub fn job_counts(&self, keep: usize) -> StoreResult<(u64, u64, u64)> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT
                (SELECT count(*) FROM jobs WHERE state = 'pending'),
@@ -382,7 +401,7 @@ mod tests {
     use crate::store::Version;
 
     fn store_with_project(name: &str) -> (Store, i64) {
-        let store = Store::open_in_memory().unwrap();
+        let store = Store::open_temporary().unwrap();
         let version = Version {
             version: "1".into(),
             dir_name: "1".into(),

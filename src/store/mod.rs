@@ -10,6 +10,7 @@
 
 mod jobs;
 mod projects;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -30,14 +31,21 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("database write failed: {0}")]
+    Commit(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The database. One connection behind a mutex: SQLite serialises writers
-/// anyway, and every operation here is short.
+/// The database: a read connection behind a mutex (WAL lets it read while
+/// a write is in progress) and the group-commit writer thread.
 pub struct Store {
-    connection: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    writer: writer::Writer,
+    /// Keeps the folder of a temporary database alive as long as the store.
+    _temporary: Option<tempfile::TempDir>,
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
@@ -114,40 +122,74 @@ impl Store {
                 source,
             })?;
         }
-        let connection = Connection::open(path)?;
-        Store::prepare(connection)
+        Store::open_with(path, None)
     }
 
-    /// A private in-memory database, for tests.
-    pub fn open_in_memory() -> StoreResult<Store> {
-        Store::prepare(Connection::open_in_memory()?)
+    /// A private database in a temporary folder, deleted with the store;
+    /// for tests.
+    pub fn open_temporary() -> StoreResult<Store> {
+        let folder = tempfile::tempdir().map_err(|source| StoreError::Folder {
+            path: std::env::temp_dir().display().to_string(),
+            source,
+        })?;
+        let path = folder.path().join("test.sqlite");
+        Store::open_with(&path, Some(folder))
     }
 
-    fn prepare(mut connection: Connection) -> StoreResult<Store> {
-        // WAL lets readers proceed during a write; FULL syncs the WAL on
-        // every commit, which is what makes an "ok" answer durable across a
-        // power loss, not only across a crash of this process.
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
-        let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-            let transaction = connection.transaction()?;
-            transaction.execute_batch(migration)?;
-            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
-            transaction.commit()?;
-        }
+    fn open_with(path: &Path, temporary: Option<tempfile::TempDir>) -> StoreResult<Store> {
+        let mut write_connection = open_connection(path)?;
+        migrate(&mut write_connection)?;
+        let reader = open_connection(path)?;
+        let writer =
+            writer::Writer::start(write_connection).map_err(|source| StoreError::Folder {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Store {
-            connection: Mutex::new(connection),
+            reader: Mutex::new(reader),
+            writer,
+            _temporary: temporary,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    /// The read connection.
+    fn read(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done change:
-        // an uncommitted transaction is rolled back when it is dropped.
-        self.connection
+        // reads change nothing.
+        self.reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Runs `change` in the writer's next batch; returns once committed.
+    fn write<T, F>(&self, change: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(change)
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open(path)?;
+    // WAL lets readers proceed during a write; FULL syncs the WAL on every
+    // commit, which is what makes an "ok" answer durable across a power
+    // loss, not only across a crash of this process.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Projects, their versions (eggs) and their spiders.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreResult};
 use crate::version::compare_versions;
@@ -28,7 +28,7 @@ pub struct Version {
 
 impl Store {
     pub fn project(&self, name: &str) -> StoreResult<Option<Project>> {
-        let connection = self.lock();
+        let connection = self.read();
         let project = connection
             .query_row(
                 "SELECT id, name FROM projects WHERE name = ?1",
@@ -46,7 +46,7 @@ impl Store {
 
     /// Every project, sorted by name.
     pub fn projects(&self) -> StoreResult<Vec<Project>> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement =
             connection.prepare_cached("SELECT id, name FROM projects ORDER BY name")?;
         let rows = statement.query_map([], |row| {
@@ -61,7 +61,7 @@ impl Store {
     /// A project's versions, oldest first by loose-version order, so the
     /// last one is the current version.
     pub fn versions(&self, project_id: i64) -> StoreResult<Vec<Version>> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT version, dir_name, settings_module, spiders, uploaded_at
              FROM versions WHERE project_id = ?1",
@@ -102,34 +102,31 @@ impl Store {
     /// Records a version, creating the project on its first upload and
     /// replacing a version uploaded before under the same name.
     pub fn put_version(&self, project: &str, version: &Version, now: f64) -> StoreResult<Project> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        transaction.execute(
-            "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            params![project, now],
-        )?;
-        let id: i64 = transaction.query_row(
-            "SELECT id FROM projects WHERE name = ?1",
-            [project],
-            |row| row.get(0),
-        )?;
-        transaction.execute(
-            "INSERT OR REPLACE INTO versions
-                 (project_id, version, dir_name, settings_module, spiders, uploaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                version.version,
-                version.dir_name,
-                version.settings_module,
-                serde_json::to_string(&version.spiders)?,
-                version.uploaded_at,
-            ],
-        )?;
-        transaction.commit()?;
-        Ok(Project {
-            id,
-            name: project.to_string(),
+        let (name, version) = (project.to_string(), version.clone());
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, now],
+            )?;
+            let id: i64 = connection.query_row(
+                "SELECT id FROM projects WHERE name = ?1",
+                [&name],
+                |row| row.get(0),
+            )?;
+            connection.execute(
+                "INSERT OR REPLACE INTO versions
+                     (project_id, version, dir_name, settings_module, spiders, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    version.version,
+                    version.dir_name,
+                    version.settings_module,
+                    serde_json::to_string(&version.spiders)?,
+                    version.uploaded_at,
+                ],
+            )?;
+            Ok(Project { id, name })
         })
     }
 
@@ -137,47 +134,35 @@ impl Store {
     /// (with its pending jobs, see [`Store::delete_project`]); the answer
     /// says whether that happened.
     pub fn delete_version(&self, project: &Project, version: &str, now: f64) -> StoreResult<bool> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        transaction.execute(
-            "DELETE FROM versions WHERE project_id = ?1 AND version = ?2",
-            params![project.id, version],
-        )?;
-        let left: i64 = transaction.query_row(
-            "SELECT count(*) FROM versions WHERE project_id = ?1",
-            [project.id],
-            |row| row.get(0),
-        )?;
-        if left == 0 {
-            delete_project_in(&transaction, project.id, now)?;
-        }
-        transaction.commit()?;
-        Ok(left == 0)
+        let (project_id, version) = (project.id, version.to_string());
+        self.write(move |connection| {
+            connection.execute(
+                "DELETE FROM versions WHERE project_id = ?1 AND version = ?2",
+                params![project_id, version],
+            )?;
+            let left: i64 = connection.query_row(
+                "SELECT count(*) FROM versions WHERE project_id = ?1",
+                [project_id],
+                |row| row.get(0),
+            )?;
+            if left == 0 {
+                delete_project_in(connection, project_id, now)?;
+            }
+            Ok(left == 0)
+        })
     }
 
     /// Deletes a project, its versions and spider ids. Its pending jobs are
     /// cancelled (they could never start without an egg); running crawls go
     /// on and are recorded when they end. Returns how many were cancelled.
     pub fn delete_project(&self, project: &Project, now: f64) -> StoreResult<usize> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        let cancelled = delete_project_in(&transaction, project.id, now)?;
-        transaction.commit()?;
-        Ok(cancelled)
-    }
-
-    /// The numeric id of a spider in a project, given out on first use.
-    pub fn spider_id(&self, project_id: i64, spider: &str) -> StoreResult<i64> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        let id = spider_id_in(&transaction, project_id, spider)?;
-        transaction.commit()?;
-        Ok(id)
+        let project_id = project.id;
+        self.write(move |connection| delete_project_in(connection, project_id, now))
     }
 
     /// The id of a spider if it has one already.
     pub fn existing_spider_id(&self, project_id: i64, spider: &str) -> StoreResult<Option<i64>> {
-        let connection = self.lock();
+        let connection = self.read();
         let id = connection
             .query_row(
                 "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
@@ -189,24 +174,24 @@ impl Store {
     }
 }
 
-fn delete_project_in(transaction: &Transaction, project_id: i64, now: f64) -> StoreResult<usize> {
-    let cancelled = transaction.execute(
+fn delete_project_in(connection: &Connection, project_id: i64, now: f64) -> StoreResult<usize> {
+    let cancelled = connection.execute(
         "UPDATE jobs SET state = 'finished', end_time = ?2, close_reason = 'cancelled', listed = 0
          WHERE project_id = ?1 AND state = 'pending'",
         params![project_id, now],
     )?;
-    transaction.execute("DELETE FROM versions WHERE project_id = ?1", [project_id])?;
-    transaction.execute("DELETE FROM spiders WHERE project_id = ?1", [project_id])?;
-    transaction.execute("DELETE FROM projects WHERE id = ?1", [project_id])?;
+    connection.execute("DELETE FROM versions WHERE project_id = ?1", [project_id])?;
+    connection.execute("DELETE FROM spiders WHERE project_id = ?1", [project_id])?;
+    connection.execute("DELETE FROM projects WHERE id = ?1", [project_id])?;
     Ok(cancelled)
 }
 
 pub(super) fn spider_id_in(
-    transaction: &Transaction,
+    connection: &Connection,
     project_id: i64,
     spider: &str,
 ) -> StoreResult<i64> {
-    let existing: Option<i64> = transaction
+    let existing: Option<i64> = connection
         .query_row(
             "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
             params![project_id, spider],
@@ -216,12 +201,12 @@ pub(super) fn spider_id_in(
     if let Some(id) = existing {
         return Ok(id);
     }
-    let id: i64 = transaction.query_row(
+    let id: i64 = connection.query_row(
         "SELECT coalesce(max(id), 0) + 1 FROM spiders WHERE project_id = ?1",
         [project_id],
         |row| row.get(0),
     )?;
-    transaction.execute(
+    connection.execute(
         "INSERT INTO spiders (project_id, id, name) VALUES (?1, ?2, ?3)",
         params![project_id, id, spider],
     )?;

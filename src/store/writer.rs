@@ -1,0 +1,115 @@
+//! Group commit. One thread owns the write connection; every change is
+//! sent to it as a closure. It takes whatever changes are waiting, runs
+//! each inside its own savepoint of one transaction, commits once (one
+//! fsync for the lot), and only then answers each caller. So every answer
+//! is durable, and many concurrent schedules cost one disk flush, not one
+//! each: durability without a weaker `synchronous` mode.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, sync_channel};
+
+use rusqlite::Connection;
+
+use super::{StoreError, StoreResult};
+
+/// The most changes committed together.
+const MAX_BATCH: usize = 512;
+
+/// Tells a waiting caller how its change ended, once the batch's commit is
+/// known (`Err` carries the commit's error text).
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// A change: runs on the write connection inside the batch's transaction
+/// (or is told why there is none) and says whether it succeeded (else its
+/// savepoint is rolled back).
+type Change = Box<dyn FnOnce(Result<&Connection, String>) -> (bool, Completion) + Send>;
+
+pub(super) struct Writer {
+    changes: Sender<Change>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `connection`.
+    pub fn start(connection: Connection) -> std::io::Result<Writer> {
+        let (changes, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(&connection, &receiver))?;
+        Ok(Writer { changes })
+    }
+
+    /// Runs `change` in the next batch and returns its result once the
+    /// batch is committed. Blocks the calling thread until then.
+    pub fn write<T, F>(&self, change: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (answer, reply) = sync_channel::<StoreResult<T>>(1);
+        let boxed: Change = Box::new(move |connection: Result<&Connection, String>| {
+            let result = match connection {
+                Ok(connection) => catch_unwind(AssertUnwindSafe(|| change(connection)))
+                    .unwrap_or_else(|_| Err(StoreError::Commit("a store change panicked".into()))),
+                Err(message) => Err(StoreError::Commit(message)),
+            };
+            let succeeded = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(message) => Err(StoreError::Commit(message)),
+                };
+                // The caller may have given up waiting; nothing to do then.
+                let _ = answer.send(outcome);
+            });
+            (succeeded, completion)
+        });
+        self.changes
+            .send(boxed)
+            .map_err(|_| StoreError::WriterGone)?;
+        reply.recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn write_loop(connection: &Connection, receiver: &Receiver<Change>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            let message = error.to_string();
+            // Nothing runs outside a transaction: every caller hears why.
+            for change in batch {
+                let (_, completion) = change(Err(message.clone()));
+                completion(Err(message.clone()));
+            }
+            continue;
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        for change in batch {
+            let savepoint = connection.execute_batch("SAVEPOINT change");
+            let (succeeded, completion) = change(Ok(connection));
+            if savepoint.is_ok() {
+                let end = if succeeded {
+                    "RELEASE change"
+                } else {
+                    "ROLLBACK TO change; RELEASE change"
+                };
+                let _ = connection.execute_batch(end);
+            }
+            completions.push(completion);
+        }
+        let commit = connection
+            .execute_batch("COMMIT")
+            .map_err(|error| error.to_string());
+        if commit.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(commit.clone());
+        }
+    }
+}
