@@ -205,13 +205,9 @@ impl Supervisor {
         }
     }
 
-    /// Records a crawl's end and frees its slot.
+    /// Records a crawl's end and frees its slot. The store hears first, so
+    /// the store never shows more running jobs than there are slots.
     fn crawl_ended(&self, seq: i64, exit_code: Option<i32>, log_file: Option<&Path>) {
-        if let Some(crawl) = self.crawls().remove(&seq)
-            && let Some(timer) = crawl.kill_timer
-        {
-            timer.abort();
-        }
         let cancelled = match self.store.job(seq) {
             Ok(Some(job)) => job.cancel_count > 0,
             _ => false,
@@ -219,6 +215,11 @@ impl Supervisor {
         let log_reason = log_file.and_then(close_reason_from_log);
         let reason = close_reason(cancelled, log_reason, exit_code);
         self.record_end(seq, exit_code, &reason);
+        if let Some(crawl) = self.crawls().remove(&seq)
+            && let Some(timer) = crawl.kill_timer
+        {
+            timer.abort();
+        }
         self.wake();
     }
 
