@@ -285,8 +285,12 @@ impl Supervisor {
                 .logs_dir
                 .as_ref()
                 .map(|dir| runner::job_file(dir, &job, "log"));
+            // A zombie died while the daemon was down: it only waits to be
+            // reaped by its new parent.
             let alive = match (job.pid, job.pid_start_ticks) {
-                (Some(pid), Some(ticks)) => process_start_ticks(pid) == Some(ticks),
+                (Some(pid), Some(ticks)) => {
+                    process_start_ticks(pid) == Some(ticks) && !is_zombie(pid)
+                }
                 _ => false,
             };
             if !alive {

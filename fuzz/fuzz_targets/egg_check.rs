@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use scrapyd_rs::eggs::{EggLimits, inspect_egg, unpack_egg};
 
 fuzz_target!(|egg: &[u8]| {
-    let limits = EggLimits { max_unpacked_bytes: 1 << 20, max_entries: 100 };
+    let limits = EggLimits {
+        max_unpacked_bytes: 1 << 20,
+        max_entries: 100,
+    };
     if inspect_egg(egg, &limits).is_ok() {
         let root = tempfile_root();
         let _ = unpack_egg(egg, &root.join("version"), &limits);

@@ -13,8 +13,14 @@ fuzz_target!(|input: (String, bool, Vec<u8>)| {
     } else {
         "application/x-www-form-urlencoded"
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    if let Ok(mut params) = runtime.block_on(Params::parse(Some(&query), Some(content_type), Bytes::from(body))) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    if let Ok(mut params) = runtime.block_on(Params::parse(
+        Some(&query),
+        Some(content_type),
+        Bytes::from(body),
+    )) {
         let _ = params.optional_float("priority", 0.0);
         let _ = params.all("setting");
         let _ = params.required("project");

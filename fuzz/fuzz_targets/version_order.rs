@@ -10,7 +10,9 @@ fuzz_target!(|texts: (String, String, String)| {
     let (a, b, c) = texts;
     assert_eq!(compare_versions(&a, &b), compare_versions(&b, &a).reverse());
     assert_eq!(compare_versions(&a, &b) == Ordering::Equal, a == b);
-    if compare_versions(&a, &b) != Ordering::Greater && compare_versions(&b, &c) != Ordering::Greater {
+    if compare_versions(&a, &b) != Ordering::Greater
+        && compare_versions(&b, &c) != Ordering::Greater
+    {
         assert_ne!(compare_versions(&a, &c), Ordering::Greater);
     }
 });

@@ -153,8 +153,12 @@ def _binary() -> str:
 class Daemon:
     """One scrapyd-rs process on a free port, with its folders in `root`."""
 
-    def __init__(self, root: Path, options: dict):
+    def __init__(self, root: Path, options: dict, env: dict | None = None, sections: dict | None = None):
         self.root = root
+        # extra environment of the daemon (e.g. SCRAPYD_HTTP_PORT) and extra
+        # config sections (e.g. [services], [python])
+        self.env = dict(env or {})
+        self.sections = dict(sections or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dirs = {name: root / name for name in ("eggs", "logs", "items", "dbs")}
@@ -192,6 +196,8 @@ class Daemon:
     def write_config(self):
         config = configparser.ConfigParser(interpolation=None)
         config["scrapyd"] = self.options
+        for name, values in self.sections.items():
+            config[name] = values
         with open(self.config_path, "w") as f:
             config.write(f)
 
@@ -201,10 +207,13 @@ class Daemon:
         self.write_config()
         self.starts += 1
         self.stderr_path = self.root / f"daemon-{self.starts}.stderr"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPYD_") or k == "SCRAPYD_RS_BIN"}
+        env.update(self.env)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [_binary(), "--config", str(self.config_path)],
                 cwd=self.root,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
@@ -361,10 +370,10 @@ def daemon_factory(tmp_path):
     """Start daemons: `daemon_factory(max_proc=1, username=...)`; all are killed at the end."""
     daemons = []
 
-    def start(**options) -> Daemon:
+    def start(env=None, sections=None, **options) -> Daemon:
         root = tmp_path / f"daemon{len(daemons)}"
         root.mkdir()
-        daemon = Daemon(root, options)
+        daemon = Daemon(root, options, env=env, sections=sections)
         daemons.append(daemon)
         return daemon.start()
 
