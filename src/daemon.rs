@@ -107,7 +107,8 @@ impl Daemon {
 
     /// Stores a new version of a project from an egg: checked, unpacked,
     /// its spiders listed once by Scrapy; only then recorded. Answers the
-    /// number of spiders. On any error nothing is left behind.
+    /// number of spiders. On any error nothing is left behind and an
+    /// earlier upload of the same version stays as it was.
     pub async fn add_version(
         &self,
         project: &str,
@@ -124,37 +125,42 @@ impl Daemon {
         let _upload = self.uploads.lock().await;
 
         let project_dir = self.config.eggs_dir.join(project);
-        std::fs::create_dir_all(&project_dir).map_err(io_error(&project_dir))?;
-        write_guard_cfg(&project_dir, &info.settings_module)?;
+        let new_project_dir = !project_dir.exists();
         let staging = project_dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
-        let limits = self.config.egg_limits.clone();
-        let (egg_bytes, staging_dir) = (egg.clone(), staging.clone());
-        tokio::task::spawn_blocking(move || eggs::unpack_egg(&egg_bytes, &staging_dir, &limits))
-            .await
-            .map_err(|e| DaemonError::Runner(e.to_string()))??;
         let result = self
-            .install_version(project, version, &egg, &staging, info.settings_module)
+            .install_version(project, version, egg, &staging, info.settings_module)
             .await;
-        // The staging folder is renamed into place on success; whatever is
-        // left of it is garbage.
+        // Whatever is left of the staging files is garbage, success or not.
         let _ = std::fs::remove_dir_all(&staging);
-        if result.is_err() && self.store.project(project).ok().flatten().is_none() {
+        let _ = std::fs::remove_file(staging.with_extension("egg"));
+        let _ = std::fs::remove_dir_all(staging.with_extension("old"));
+        if result.is_err() && new_project_dir {
             let _ = std::fs::remove_dir_all(&project_dir);
         }
         result
     }
 
+    /// The steps of [`Daemon::add_version`] that write, in the staging
+    /// paths first and into place last.
     async fn install_version(
         &self,
         project: &str,
         version: &str,
-        egg: &[u8],
+        egg: bytes::Bytes,
         staging: &Path,
         settings_module: String,
     ) -> DaemonResult<usize> {
+        let project_dir = self.config.eggs_dir.join(project);
+        std::fs::create_dir_all(&project_dir).map_err(io_error(&project_dir))?;
+        let limits = self.config.egg_limits.clone();
+        let (egg_bytes, staging_dir) = (egg.clone(), staging.to_path_buf());
+        tokio::task::spawn_blocking(move || eggs::unpack_egg(&egg_bytes, &staging_dir, &limits))
+            .await
+            .map_err(|e| DaemonError::Runner(e.to_string()))??;
+
         let mut record = Version {
             version: version.to_string(),
-            dir_name: names::version_dir_name(version),
+            dir_name: self.version_dir_name(project, version)?,
             settings_module,
             spiders: Vec::new(),
             uploaded_at: clock::now(),
@@ -164,19 +170,24 @@ impl Daemon {
         let final_dir = runner::version_dir(&self.config, project, &record);
         let egg_path = runner::egg_file(&self.config, project, &record.dir_name);
         let staged_egg = staging.with_extension("egg");
-        std::fs::write(&staged_egg, egg).map_err(io_error(&staged_egg))?;
-        // Replace an earlier upload of the same version: move it aside,
-        // move the new one in, then drop the old one.
+        std::fs::write(&staged_egg, &egg).map_err(io_error(&staged_egg))?;
+        // Replace an earlier upload of the same version: move it aside and
+        // the new one in; if that fails, put the old one back.
         let trash = staging.with_extension("old");
-        if final_dir.exists() {
+        let replacing = final_dir.exists();
+        if replacing {
             std::fs::rename(&final_dir, &trash).map_err(io_error(&final_dir))?;
         }
-        let moved = std::fs::rename(staging, &final_dir)
+        if let Err(error) = std::fs::rename(staging, &final_dir)
             .and_then(|()| std::fs::rename(&staged_egg, &egg_path))
-            .map_err(io_error(&final_dir));
-        let _ = std::fs::remove_dir_all(&trash);
-        let _ = std::fs::remove_file(&staged_egg);
-        moved?;
+        {
+            if replacing {
+                let _ = std::fs::remove_dir_all(&final_dir);
+                let _ = std::fs::rename(&trash, &final_dir);
+            }
+            return Err(io_error(&final_dir)(error));
+        }
+        write_guard_cfg(&project_dir, &record.settings_module)?;
         self.store
             .put_version(project, &record, record.uploaded_at)?;
         info!(
@@ -186,6 +197,23 @@ impl Daemon {
             "version added"
         );
         Ok(record.spiders.len())
+    }
+
+    /// The folder name of a version: the one it already has, else its
+    /// escaped name, else (escaping can triple a name past what a file
+    /// system takes) a unique name; the store remembers which.
+    fn version_dir_name(&self, project: &str, version: &str) -> DaemonResult<String> {
+        if let Some(project) = self.store.project(project)?
+            && let Some(existing) = self.store.version(project.id, Some(version))?
+        {
+            return Ok(existing.dir_name);
+        }
+        let escaped = names::version_dir_name(version);
+        Ok(if escaped.len() <= names::MAX_NAME_BYTES {
+            escaped
+        } else {
+            format!("%{}", uuid::Uuid::new_v4().simple())
+        })
     }
 
     /// Runs `scrapy list` on an unpacked egg.

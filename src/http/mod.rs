@@ -176,7 +176,7 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     match route(daemon, &path) {
         Route::Endpoint(name) => {
             let (parts, body) = request.into_parts();
-            let body = match read_body(daemon, &parts.method, body).await {
+            let body = match read_body(daemon, &parts, body).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -189,24 +189,36 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     }
 }
 
-/// Reads a request body up to the configured size.
+/// Reads a request body up to the configured size and within the
+/// configured time. A body announced larger than the limit is refused
+/// before a byte of it is read.
 async fn read_body(
     daemon: &Daemon,
-    method: &Method,
+    parts: &hyper::http::request::Parts,
     body: Incoming,
 ) -> Result<Bytes, HttpResponse> {
-    if method != Method::POST {
+    if parts.method != Method::POST {
         return Ok(Bytes::new());
     }
-    match Limited::new(body, daemon.config.max_body_size)
-        .collect()
-        .await
-    {
+    let too_large = || response::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    let announced = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if announced.is_some_and(|length| length > daemon.config.max_body_size as u64) {
+        return Err(too_large());
+    }
+    let reading = Limited::new(body, daemon.config.max_body_size).collect();
+    let Ok(read) = tokio::time::timeout(daemon.config.http_timeout, reading).await else {
+        return Err(response::plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body too slow\n",
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(response::plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large\n",
-        )),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(response::plain(
             StatusCode::BAD_REQUEST,
             "incomplete request body\n",
@@ -221,9 +233,14 @@ fn authorized<B>(daemon: &Daemon, request: &Request<B>) -> bool {
     let Some(header) = request.headers().get(hyper::header::AUTHORIZATION) else {
         return false;
     };
-    let Some(encoded) = header.to_str().ok().and_then(|h| h.strip_prefix("Basic ")) else {
+    // The scheme name is case-insensitive (RFC 7235).
+    let Some((scheme, encoded)) = header.to_str().ok().and_then(|h| h.trim().split_once(' '))
+    else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
         return false;
     };

@@ -166,7 +166,16 @@ fn python_utf8_error(value: &[u8], error: &std::str::Utf8Error) -> String {
     let position = error.valid_up_to();
     let byte = value.get(position).copied().unwrap_or(0);
     let reason = match error.error_len() {
-        None => "unexpected end of data",
+        None => {
+            // A sequence cut short by the end: Python names all its bytes.
+            let last = value.len().saturating_sub(1);
+            if last > position {
+                return format!(
+                    "'utf-8' codec can't decode bytes in position {position}-{last}: unexpected end of data"
+                );
+            }
+            "unexpected end of data"
+        }
         Some(_) if (0x80..0xC2).contains(&byte) || byte > 0xF4 => "invalid start byte",
         Some(_) => "invalid continuation byte",
     };
@@ -360,6 +369,11 @@ Content-Type: application/octet-stream\r\n\r\nPK\x03\x04\r\n--XX--\r\n";
         assert_eq!(
             params.required("project").unwrap_err().to_string(),
             "project is invalid: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
+        );
+        let mut params = parse(Some("project=a%F0%90%80"), None, b"");
+        assert_eq!(
+            params.required("project").unwrap_err().to_string(),
+            "project is invalid: 'utf-8' codec can't decode bytes in position 1-3: unexpected end of data"
         );
     }
 
