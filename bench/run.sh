@@ -54,11 +54,13 @@ fi
 target_dir="${SCRAPYD_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$repo/target}}"
 if [ -n "${SCRAPYD_RS_BIN:-}" ]; then
     rs_bin="$SCRAPYD_RS_BIN"
+    built_from="prebuilt binary $rs_bin"
 else
     echo "== building scrapyd-rs (release) into $target_dir" >&2
     cargo build --release --locked --quiet --target-dir "$target_dir" \
         --manifest-path "$repo/Cargo.toml"
     rs_bin="$target_dir/release/scrapyd-rs"
+    built_from="the work tree at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?')"
 fi
 echo "== building the bare hyper baseline (release) into $target_dir" >&2
 cargo build --release --locked --quiet --target-dir "$target_dir" \
@@ -66,4 +68,5 @@ cargo build --release --locked --quiet --target-dir "$target_dir" \
 hyper_bin="$target_dir/release/hyper-baseline"
 
 exec "$venv/bin/python" bench/bench.py \
-    --scrapyd-rs "$rs_bin" --hyper "$hyper_bin" --loadgen "$loadgen" "$@"
+    --scrapyd-rs "$rs_bin" --rs-built-from "$built_from" --hyper "$hyper_bin" \
+    --loadgen "$loadgen" "$@"

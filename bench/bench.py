@@ -1,0 +1,1481 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of Scrapyd 1.6.0 and scrapyd-rs.
+
+Run it through `bash bench/run.sh`, which prepares the venv (Scrapyd 1.6.0
+from PyPI, Scrapy, scrapyd-client), the load generator and both release
+builds, then calls this script with their paths.
+
+Both daemons run on this machine, one after the other or side by side, each
+in its own folder under --work and on its own loopback port, with the same
+scrapyd.conf, the same eggs (built from tests/testproject with
+`scrapyd-deploy --build-egg`) and the same Python (this venv's) for crawls.
+Every figure is the median of repeated trials after a warm-up; the trials of
+the two daemons are interleaved so that background load hits both alike.
+Nothing here is a pass/fail test: the table says which targets of the issue
+were met on this run, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+TEST_PROJECT = REPO / "tests" / "testproject"
+VENV_BIN = Path(sys.executable).parent
+
+SD = "scrapyd"  # Scrapyd 1.6.0
+RS = "scrapyd-rs"
+KINDS = (SD, RS)
+MB = 1024 * 1024
+
+
+def log(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for name, (filename, data) in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class Client:
+    """One keep-alive connection to a daemon; reconnects when needed."""
+
+    def __init__(self, port: int, timeout: float = 600):
+        self.port = port
+        self.timeout = timeout
+        self.connection = None
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
+        """Answers (status, body bytes, seconds from sending to the last byte)."""
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            headers = {}
+            if content_type:
+                headers["Content-Type"] = content_type
+            try:
+                start = time.perf_counter()
+                self.connection.request(method, path, body=body, headers=headers)
+                response = self.connection.getresponse()
+                data = response.read()
+                elapsed = time.perf_counter() - start
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return response.status, data, elapsed
+            except (http.client.HTTPException, ConnectionError, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def get_json(self, path: str):
+        status, data, elapsed = self.request("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {status}: {data[:300]!r}")
+        return json.loads(data), elapsed, len(data)
+
+    def post_form(self, path: str, form):
+        from urllib.parse import urlencode
+
+        status, data, elapsed = self.request(
+            "POST", path, urlencode(form).encode(), "application/x-www-form-urlencoded"
+        )
+        if status != 200:
+            raise RuntimeError(f"POST {path}: HTTP {status}: {data[:300]!r}")
+        return json.loads(data), elapsed
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def first_200(port: int, process: subprocess.Popen, started: float, deadline: float = 120) -> float:
+    """Polls GET /daemonstatus.json every millisecond until an HTTP 200;
+    answers the seconds since `started`."""
+    request = b"GET /daemonstatus.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"daemon exited with {process.returncode} before answering")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(request)
+                head = b""
+                while b"\r\n" not in head:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                if head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"):
+                    return time.perf_counter() - started
+        except (ConnectionRefusedError, ConnectionResetError, socket.timeout, OSError):
+            pass
+        if time.perf_counter() - started > deadline:
+            raise RuntimeError(f"no answer on port {port} within {deadline} s")
+        time.sleep(0.001)
+
+
+# --------------------------------------------------------------------------
+# Local web servers the crawls talk to
+# --------------------------------------------------------------------------
+
+
+class _SiteHandler(BaseHTTPRequestHandler):
+    body = b"<html><head><title>bench</title></head><body><h1>bench</h1></body></html>"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Site:
+    """A one-page site without links: a `pages` crawl of it fetches one page
+    and ends, so a crawl is as short as Scrapy allows."""
+
+    def __init__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _SiteHandler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Tarpit:
+    """Accepts connections and never answers: a `slow` crawl pointed here
+    holds its process slot, idle, until it is killed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.held = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        for connection in self.held:
+            connection.close()
+
+
+# --------------------------------------------------------------------------
+# Daemons
+# --------------------------------------------------------------------------
+
+CONFIG = """\
+# Written by bench/bench.py: the same file for Scrapyd 1.6.0 and scrapyd-rs.
+[scrapyd]
+bind_address     = 127.0.0.1
+http_port        = {port}
+max_proc         = {max_proc}
+max_proc_per_cpu = 4
+poll_interval    = 5.0
+eggs_dir         = eggs
+logs_dir         = logs
+items_dir        =
+jobs_dir         =
+dbs_dir          = dbs
+jobs_to_keep     = 5
+finished_to_keep = 100
+node_name        = bench
+# scrapyd-rs: the interpreter of crawls. Scrapyd runs them with its own
+# interpreter (sys.executable), which is this same venv's python.
+python           = {python}
+{extra}
+"""
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in KiB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+def process_cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def process_cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Daemon:
+    """One Scrapyd or scrapyd-rs in its own folder and on its own port."""
+
+    def __init__(self, bench: "Bench", kind: str, name: str, extra_config: str = ""):
+        self.bench = bench
+        self.kind = kind
+        self.root = bench.work / name / kind
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        self.port = free_port()
+        self.config = CONFIG.format(
+            port=self.port, max_proc=bench.args.max_proc, python=sys.executable, extra=extra_config
+        )
+        (self.root / "scrapyd.conf").write_text(self.config)
+        self.process: subprocess.Popen | None = None
+        self.client = Client(self.port)
+
+    def command(self) -> list[str]:
+        if self.kind == SD:
+            # The `scrapyd` script runs twistd inside this Python process
+            # (no fork): its pid is the daemon's. It reads ./scrapyd.conf.
+            return [str(VENV_BIN / "scrapyd")]
+        return [str(self.bench.args.scrapyd_rs), "--config", str(self.root / "scrapyd.conf")]
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SCRAPYD_", "SCRAPY_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        }
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONDONTWRITEBYTECODE"] = "0"
+        return env
+
+    def start(self) -> float:
+        """Starts the daemon; answers the seconds from exec to the first
+        HTTP 200 of daemonstatus.json."""
+        assert self.process is None
+        output = open(self.root / "daemon.log", "ab")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.root, stdout=output, stderr=subprocess.STDOUT, env=self.environment()
+        )
+        output.close()
+        try:
+            return first_200(self.port, self.process, started)
+        except RuntimeError as error:
+            raise RuntimeError(f"{self.kind}: {error}\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.root / "daemon.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss(self) -> dict[str, int]:
+        return rss_kib(self.pid)
+
+    def stop(self) -> None:
+        """Stops the daemon (TERM, then KILL) and kills every crawl it left:
+        the processes whose working folder is inside this daemon's folder
+        (Scrapyd's crawls run in its folder, scrapyd-rs's in the unpacked
+        egg below it)."""
+        self.client.close()
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        self.kill_crawls()
+
+    def kill_crawls(self) -> None:
+        root = str(self.root)
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            pid = int(entry)
+            cwd = process_cwd(pid)
+            if cwd == root or cwd.startswith(root + os.sep):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    # --- API helpers ---------------------------------------------------------
+
+    def add_version(self, project: str, version: str, egg: bytes) -> tuple[dict, float]:
+        body, content_type = multipart({"project": project, "version": version}, {"egg": ("project.egg", egg)})
+        status, data, elapsed = self.client.request("POST", "/addversion.json", body, content_type)
+        answer = json.loads(data) if status == 200 else {"status": f"HTTP {status}"}
+        if answer.get("status") != "ok":
+            raise RuntimeError(f"{self.kind}: addversion failed: {data[:2000]!r}")
+        return answer, elapsed
+
+    def schedule(self, *pairs: tuple[str, str], **form: str) -> str:
+        """Schedules a crawl; `pairs` are extra (name, value) fields, for a
+        repeated `setting`."""
+        answer, _ = self.client.post_form("/schedule.json", list(form.items()) + list(pairs))
+        if answer.get("status") != "ok":
+            raise RuntimeError(f"{self.kind}: schedule failed: {answer}")
+        return answer["jobid"]
+
+    def status_counts(self) -> dict:
+        answer, _, _ = self.client.get_json("/daemonstatus.json")
+        return answer
+
+    def wait_for(self, predicate, what: str, timeout: float = 120, interval: float = 0.1) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.status_counts()
+            if predicate(counts):
+                return counts
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind}: timed out waiting for {what}; last {counts}\n{self.log_tail()}")
+            time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Load generators
+# --------------------------------------------------------------------------
+
+
+def parse_duration_ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+class LoadGenerator:
+    def __init__(self, tool: str, threads: int, connections: int):
+        self.tool = tool
+        self.threads = threads
+        self.connections = connections
+        if shutil.which(tool) is None:
+            raise SystemExit(f"load generator {tool!r} not found on PATH")
+        version = subprocess.run([tool, "--version"], capture_output=True, text=True)
+        self.version = (version.stdout + version.stderr).strip().splitlines()[0] if version.returncode in (0, 1) else tool
+
+    def run(self, url: str, duration: float, post_body: str | None = None, limit: int = 0, stop_when=None) -> dict:
+        """Loads `url` for `duration` seconds with GET, or POST of a form
+        body. With `limit`, stops after about that many answers; with
+        `stop_when`, a function polled every 0.2 s, stops when it says so."""
+        if self.tool == "wrk":
+            return self._wrk(url, duration, post_body, limit, stop_when)
+        return self._oha(url, duration, post_body, limit)
+
+    def _wrk(self, url, duration, post_body, limit, stop_when):
+        command = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(duration))}s", "--latency"]
+        env = dict(os.environ)
+        if post_body is not None:
+            command += ["-s", str(BENCH / "schedule.lua")]
+            env["BENCH_BODY"] = post_body
+            env["BENCH_LIMIT_PER_THREAD"] = str(math.ceil(limit / self.threads) if limit else 0)
+        command.append(url)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        if stop_when is not None:
+            while process.poll() is None:
+                if stop_when():
+                    process.send_signal(signal.SIGINT)  # wrk prints its summary and exits
+                    break
+                time.sleep(0.2)
+        output, _ = process.communicate()
+        result = {"tool_output": output}
+        match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+        if not match:
+            raise RuntimeError(f"cannot read wrk's output:\n{output}")
+        result["rps"] = float(match.group(1))
+        match = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+        result["requests"] = int(match.group(1))
+        match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        result["non_2xx"] = int(match.group(1)) if match else 0
+        match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+        result["socket_errors"] = sum(map(int, match.groups())) if match else 0
+        match = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+        result["p50_ms"] = parse_duration_ms(match.group(1)) if match else None
+        match = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+        result["p99_ms"] = parse_duration_ms(match.group(1)) if match else None
+        match = re.search(r"BENCH ok=(\d+) bad=(\d+)", output)
+        if match:
+            result["ok"], result["bad"] = int(match.group(1)), int(match.group(2))
+        return result
+
+    def _oha(self, url, duration, post_body, limit):
+        command = ["oha", "--no-tui", "-c", str(self.connections)]
+        command += ["-n", str(limit)] if limit else ["-z", f"{max(1, round(duration))}s"]
+        if post_body is not None:
+            command += ["-m", "POST", "-d", post_body, "-T", "application/x-www-form-urlencoded"]
+        command.append(url)
+        output = None
+        for json_flag in (["--output-format", "json"], ["-j"]):
+            done = subprocess.run(command[:1] + json_flag + command[1:], capture_output=True, text=True)
+            if done.returncode == 0:
+                output = done.stdout
+                break
+        if output is None:
+            raise RuntimeError(f"oha failed: {done.stderr}")
+        report = json.loads(output)
+        summary = report["summary"]
+        codes = report.get("statusCodeDistribution", {})
+        percentiles = report.get("latencyPercentiles", {})
+        total = sum(int(n) for n in codes.values())
+        return {
+            "tool_output": output[-4000:],
+            "rps": float(summary["requestsPerSec"]),
+            "requests": total,
+            "non_2xx": sum(int(n) for code, n in codes.items() if not str(code).startswith("2")),
+            "socket_errors": sum(int(n) for n in report.get("errorDistribution", {}).values()),
+            "p50_ms": percentiles.get("p50", 0) * 1000 if percentiles.get("p50") is not None else None,
+            "p99_ms": percentiles.get("p99", 0) * 1000 if percentiles.get("p99") is not None else None,
+        }
+
+
+# --------------------------------------------------------------------------
+# Eggs
+# --------------------------------------------------------------------------
+
+
+def build_egg(work: Path, name: str, blob_bytes: int = 0) -> Path:
+    """Builds an egg of a copy of tests/testproject with scrapyd-deploy;
+    with `blob_bytes`, adds an incompressible data file of that size to the
+    package (and to the egg, through package_data)."""
+    source = work / "eggs-src" / name
+    if source.exists():
+        shutil.rmtree(source)
+    shutil.copytree(TEST_PROJECT, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    if blob_bytes:
+        (source / "testproject" / "bench_blob.bin").write_bytes(os.urandom(blob_bytes))
+        setup = source / "setup.py"
+        text = setup.read_text()
+        patched = text.replace(
+            "packages=find_packages(),",
+            'packages=find_packages(), package_data={"testproject": ["bench_blob.bin"]},',
+        )
+        if patched == text:
+            raise RuntimeError("cannot add package_data to tests/testproject/setup.py")
+        setup.write_text(patched)
+    egg = work / "eggs-src" / f"{name}.egg"
+    subprocess.run(
+        [str(VENV_BIN / "scrapyd-deploy"), f"--build-egg={egg}"],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    if blob_bytes and egg.stat().st_size < blob_bytes:
+        raise RuntimeError(f"{egg} is smaller than its data file: package_data was not packed")
+    return egg
+
+
+# --------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------
+
+
+def fmt(value, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "ms":
+        if abs(value) >= 100:
+            return f"{value:.0f} ms"
+        if abs(value) >= 10:
+            return f"{value:.1f} ms"
+        return f"{value:.2f} ms"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    if unit == "req/s":
+        return f"{value:,.0f} req/s"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value} {unit}"
+
+
+class Figures:
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(
+        self,
+        key: str,
+        label: str,
+        unit: str,
+        scrapyd,
+        rs,
+        target: str,
+        met,
+        better: str = "lower",
+        ratio=None,
+        ratio_text: str | None = None,
+        note: str = "",
+        trials: dict | None = None,
+        scrapyd_text: str | None = None,
+        rs_text: str | None = None,
+    ):
+        if ratio is None and scrapyd not in (None, 0) and rs is not None:
+            ratio = rs / scrapyd
+        if ratio_text is None:
+            ratio_text = ratio_words(ratio, better)
+        row = {
+            "key": key,
+            "figure": label,
+            "unit": unit,
+            "scrapyd": scrapyd,
+            "scrapyd_rs": rs,
+            "ratio_rs_over_scrapyd": ratio,
+            "ratio_text": ratio_text,
+            "target": target,
+            "met": met,
+            "note": note,
+            "trials": trials or {},
+            "scrapyd_text": scrapyd_text if scrapyd_text is not None else fmt(scrapyd, unit),
+            "rs_text": rs_text if rs_text is not None else fmt(rs, unit),
+        }
+        self.rows.append(row)
+        log(f"{label}: Scrapyd {row['scrapyd_text']}, scrapyd-rs {row['rs_text']}, {ratio_text}, met: {met}")
+        return row
+
+    def markdown(self) -> str:
+        lines = [
+            "| figure | Scrapyd 1.6 | scrapyd-rs | ratio | target | met? |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            met = {True: "yes", False: "**no**", None: "–"}[row["met"]]
+            lines.append(
+                f"| {row['figure']} | {row['scrapyd_text']} | {row['rs_text']} | {row['ratio_text']} "
+                f"| {row['target']} | {met} |"
+            )
+        return "\n".join(lines)
+
+
+def ratio_words(ratio, better: str) -> str:
+    """rs/Scrapyd, and in words how many times better or worse."""
+    if ratio is None:
+        return "–"
+    if ratio <= 0:
+        return f"{ratio:.3g}"
+    text = f"{ratio:.3g}" if ratio >= 0.01 else f"1/{1 / ratio:,.0f}"
+    if better == "lower":
+        factor = 1 / ratio
+        words = f"{factor:,.1f}× less" if factor >= 1 else f"{1 / factor:,.2f}× more"
+    else:
+        words = f"{ratio:,.1f}× more" if ratio >= 1 else f"{1 / ratio:,.2f}× less"
+    return f"{text} ({words})"
+
+
+# --------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------
+
+
+def parse_time(text: str) -> datetime.datetime:
+    for pattern in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(text, pattern)
+        except ValueError:
+            pass
+    raise ValueError(f"unknown time format: {text!r}")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.work
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.figures = Figures()
+        self.notes: list[str] = []
+        self.details: dict = {}
+        self.loadgen = LoadGenerator(args.loadgen, args.threads, args.connections)
+        self.daemons: list[Daemon] = []
+
+    def daemon(self, kind: str, name: str, extra_config: str = "") -> Daemon:
+        daemon = Daemon(self, kind, name, extra_config)
+        self.daemons.append(daemon)
+        return daemon
+
+    def pair(self, name: str, extra_config: str = "") -> dict[str, Daemon]:
+        return {kind: self.daemon(kind, name, extra_config) for kind in KINDS}
+
+    def stop_all(self):
+        for daemon in self.daemons:
+            try:
+                daemon.stop()
+            except Exception as error:  # noqa: BLE001 - best effort at exit
+                log(f"stopping {daemon.kind}: {error}")
+
+    def trial_order(self, trial: int) -> tuple[str, ...]:
+        """Alternates which daemon goes first, so drifts in background load
+        don't always favour the same one."""
+        return KINDS if trial % 2 == 0 else KINDS[::-1]
+
+    # ---------------------------------------------------------------------
+
+    def run(self):
+        args = self.args
+        started = time.time()
+        self.details["load_before"] = os.getloadavg()
+        log("building the eggs with scrapyd-deploy --build-egg")
+        self.egg = build_egg(self.work, "testproject").read_bytes()
+        self.big_egg = build_egg(self.work, "testproject-20mb", blob_bytes=20 * MB).read_bytes()
+        self.details["egg_bytes"] = len(self.egg)
+        self.details["big_egg_bytes"] = len(self.big_egg)
+        phases = [
+            ("startup", self.phase_startup),
+            ("api", self.phase_api),
+            ("memory", self.phase_memory),
+            ("latency", self.phase_latency),
+            ("listjobs", self.phase_listjobs),
+        ]
+        try:
+            for name, phase in phases:
+                if args.only and name not in args.only:
+                    continue
+                log(f"== phase {name}")
+                phase()
+        finally:
+            self.stop_all()
+        self.details["load_after"] = os.getloadavg()
+        self.details["seconds"] = round(time.time() - started, 1)
+
+    # --- start-up time and idle memory -----------------------------------
+
+    def phase_startup(self):
+        args = self.args
+        daemons = self.pair("startup")
+        startup = {kind: [] for kind in KINDS}
+        rss = {kind: [] for kind in KINDS}
+        for trial in range(args.trials + 1):  # trial 0 warms the caches
+            for kind in self.trial_order(trial):
+                daemon = daemons[kind]
+                seconds = daemon.start()
+                time.sleep(0.5)
+                for _ in range(3):
+                    daemon.status_counts()
+                daemon.client.close()
+                time.sleep(1.0)
+                memory = daemon.rss()["VmRSS"] / 1024
+                daemon.stop()
+                if trial > 0:
+                    startup[kind].append(seconds * 1000)
+                    rss[kind].append(memory)
+        sd, rs = median(rss[SD]), median(rss[RS])
+        self.figures.add(
+            "idle_rss",
+            "idle resident memory after start (VmRSS)",
+            "MiB",
+            sd,
+            rs,
+            "≤ 1/8",
+            rs / sd <= 1 / 8,
+            trials=rss,
+            note="Scrapyd: the python process running twistd; 1.5 s after the first answer, no project.",
+        )
+        sd, rs = median(startup[SD]), median(startup[RS])
+        self.figures.add(
+            "startup_ms",
+            "start-up: exec → first HTTP 200",
+            "ms",
+            sd,
+            rs,
+            "≤ 20 ms",
+            rs <= 20,
+            trials=startup,
+            note="Polling daemonstatus.json every 1 ms; restart in an existing folder (first start discarded).",
+        )
+
+    # --- API figures on one pair of daemons ------------------------------
+
+    def phase_api(self):
+        daemons = self.pair("api")
+        for daemon in daemons.values():
+            daemon.start()
+            daemon.add_version("bench", "1", self.egg)
+        self.listspiders(daemons)
+        self.addversion(daemons)
+        self.daemonstatus_rps(daemons)
+        self.schedule_rps_and_memory(daemons)
+        for daemon in daemons.values():
+            daemon.stop()
+
+    def listspiders(self, daemons):
+        args = self.args
+        first = {kind: [] for kind in KINDS}
+        later = {kind: [] for kind in KINDS}
+        for trial in range(args.trials + 1):
+            for kind in self.trial_order(trial):
+                daemon = daemons[kind]
+                daemon.stop()
+                daemon.start()
+                answer, seconds, _ = daemon.client.get_json("/listspiders.json?project=bench")
+                if answer.get("spiders") != ["pages", "slow", "stubborn"]:
+                    raise RuntimeError(f"{kind}: unexpected listspiders answer {answer}")
+                times = [daemon.client.get_json("/listspiders.json?project=bench")[1] for _ in range(30)]
+                if trial > 0:
+                    first[kind].append(seconds * 1000)
+                    later[kind].append(median(times[5:]) * 1000)
+        sd, rs = median(first[SD]), median(first[RS])
+        self.figures.add(
+            "listspiders_first_ms",
+            "listspiders.json, first call after a restart",
+            "ms",
+            sd,
+            rs,
+            "≤ 2 ms",
+            rs <= 2,
+            trials=first,
+            note="Scrapyd runs `python -m scrapyd.runner list` on a cache miss; scrapyd-rs reads SQLite.",
+        )
+        sd, rs = median(later[SD]), median(later[RS])
+        self.figures.add(
+            "listspiders_later_ms",
+            "listspiders.json, later calls",
+            "ms",
+            sd,
+            rs,
+            "≤ 2 ms",
+            rs <= 2,
+            trials=later,
+        )
+
+    def addversion(self, daemons):
+        args = self.args
+        times = {kind: [] for kind in KINDS}
+        for trial in range(args.upload_trials + 1):
+            for kind in self.trial_order(trial):
+                answer, seconds = daemons[kind].add_version("big", f"v{trial}", self.big_egg)
+                if answer.get("spiders") != 3:
+                    raise RuntimeError(f"{kind}: addversion of the big egg answered {answer}")
+                if trial > 0:
+                    times[kind].append(seconds * 1000)
+        sd, rs = median(times[SD]), median(times[RS])
+        self.figures.add(
+            "addversion_20mb_ms",
+            f"addversion.json of a {len(self.big_egg) / MB:.1f} MiB egg",
+            "ms",
+            sd,
+            rs,
+            "no slower than Scrapyd",
+            rs <= sd,
+            trials=times,
+            note="Multipart upload on loopback; both list the spiders with the venv's Python before answering.",
+        )
+
+    def daemonstatus_rps(self, daemons):
+        args = self.args
+        hyper_port = free_port()
+        hyper_log = open(self.work / "hyper-baseline.log", "wb")
+        hyper = subprocess.Popen(
+            [str(args.hyper), f"127.0.0.1:{hyper_port}"], stdout=hyper_log, stderr=subprocess.STDOUT
+        )
+        hyper_log.close()
+        try:
+            first_200_any(hyper_port, hyper)
+            urls = {
+                SD: f"http://127.0.0.1:{daemons[SD].port}/daemonstatus.json",
+                RS: f"http://127.0.0.1:{daemons[RS].port}/daemonstatus.json",
+                "hyper": f"http://127.0.0.1:{hyper_port}/",
+            }
+            for url in urls.values():  # warm-up
+                self.loadgen.run(url, 1)
+            rps = {name: [] for name in urls}
+            runs = {name: [] for name in urls}
+            for trial in range(args.rps_trials):
+                names = list(urls)
+                if trial % 2:
+                    names.reverse()
+                for name in names:
+                    result = self.loadgen.run(urls[name], args.duration)
+                    if result["non_2xx"] or result["socket_errors"]:
+                        self.notes.append(
+                            f"daemonstatus load on {name}: {result['non_2xx']} non-2xx, "
+                            f"{result['socket_errors']} socket errors"
+                        )
+                    rps[name].append(result["rps"])
+                    runs[name].append({k: v for k, v in result.items() if k != "tool_output"})
+        finally:
+            hyper.terminate()
+            hyper.wait()
+        self.details["daemonstatus_runs"] = runs
+        sd, rs, bare = median(rps[SD]), median(rps[RS]), median(rps["hyper"])
+        conditions = f"{self.loadgen.tool}, {args.connections} connections, {args.threads} threads, {args.duration:g} s"
+        self.figures.add(
+            "daemonstatus_rps",
+            f"daemonstatus.json throughput ({conditions})",
+            "req/s",
+            sd,
+            rs,
+            "≥ 10×",
+            rs / sd >= 10,
+            better="higher",
+            trials=rps,
+        )
+        self.figures.add(
+            "daemonstatus_vs_hyper",
+            "daemonstatus.json vs a bare hyper server (fixed body)",
+            "req/s",
+            None,
+            rs,
+            "≥ 80% of bare hyper",
+            rs / bare >= 0.8,
+            better="higher",
+            ratio=rs / bare,
+            ratio_text=f"{rs / bare:.0%} of bare hyper",
+            scrapyd_text=f"bare hyper: {fmt(bare, 'req/s')}",
+            trials={"hyper": rps["hyper"], RS: rps[RS]},
+            note="The load generator shares the 2 cores with the server under test.",
+        )
+
+    def occupy_slots(self, daemons, tarpit: Tarpit):
+        """Fills every process slot with an idle crawl (a `slow` spider
+        waiting on a server that never answers), so that the jobs scheduled
+        next stay pending and no crawl competes for the CPU."""
+        for daemon in daemons.values():
+            for _ in range(self.args.max_proc):
+                daemon.schedule(
+                    ("setting", "CLOSESPIDER_TIMEOUT=0"),
+                    ("setting", "DOWNLOAD_TIMEOUT=86400"),
+                    project="bench",
+                    spider="slow",
+                    base_url=tarpit.url,
+                )
+        for daemon in daemons.values():
+            daemon.wait_for(
+                lambda c: c["running"] == self.args.max_proc and c["pending"] == 0,
+                "every slot to hold an idle crawl",
+                timeout=60,
+            )
+
+    def fsync_probe(self, label: str, count: int = 200) -> float:
+        """Median time of a 4 KiB write + fsync in the work folder: how
+        expensive a durable commit is on this disk right now (it varies a
+        lot on a shared VM, and schedule.json throughput with it)."""
+        path = self.work / "fsync-probe"
+        times = []
+        with open(path, "wb") as probe:
+            for _ in range(count):
+                started = time.perf_counter()
+                probe.write(os.urandom(4096))
+                probe.flush()
+                os.fsync(probe.fileno())
+                times.append((time.perf_counter() - started) * 1000)
+        path.unlink()
+        value = median(times)
+        self.details.setdefault("fsync_ms", {})[label] = value
+        return value
+
+    def schedule_rps_and_memory(self, daemons):
+        args = self.args
+        tarpit = Tarpit()
+        before = self.fsync_probe("before schedule.json load")
+        try:
+            self.occupy_slots(daemons, tarpit)
+            body = self.SCHEDULE_BODY
+            for kind in KINDS:  # warm-up
+                self.loadgen.run(f"http://127.0.0.1:{daemons[kind].port}/schedule.json", 1, post_body=body)
+            rps = {kind: [] for kind in KINDS}
+            runs = {kind: [] for kind in KINDS}
+            for trial in range(args.rps_trials):
+                for kind in self.trial_order(trial):
+                    result = self.loadgen.run(
+                        f"http://127.0.0.1:{daemons[kind].port}/schedule.json", args.duration, post_body=body
+                    )
+                    if result.get("bad") or result["non_2xx"] or result["socket_errors"]:
+                        self.notes.append(
+                            f"schedule load on {kind}: {result.get('bad', 0)} answers not ok, "
+                            f"{result['non_2xx']} non-2xx, {result['socket_errors']} socket errors"
+                        )
+                    rps[kind].append(result["rps"])
+                    runs[kind].append({k: v for k, v in result.items() if k != "tool_output"})
+            self.details["schedule_runs"] = runs
+            after = self.fsync_probe("after schedule.json load")
+            sd, rs = median(rps[SD]), median(rps[RS])
+            self.figures.add(
+                "schedule_rps",
+                f"schedule.json throughput, durable answers ({self.loadgen.tool} + Lua POST, "
+                f"{args.connections} connections)",
+                "req/s",
+                sd,
+                rs,
+                "≥ 20×",
+                rs / sd >= 20,
+                better="higher",
+                trials=rps,
+                note="Every slot held by an idle crawl, so jobs stay pending. Scrapyd commits each job to "
+                "its SQLite queue (rollback journal, synchronous=FULL); scrapyd-rs to WAL, synchronous=FULL, "
+                f"commits grouped. A 4 KiB write + fsync took {before:.2f} ms before, {after:.2f} ms after.",
+            )
+        finally:
+            tarpit.close()
+
+    SCHEDULE_BODY = "project=bench&spider=pages&base_url=http%3A%2F%2F127.0.0.1%3A9%2F"
+
+    def phase_memory(self):
+        """Fresh daemons, every slot held by an idle crawl, then jobs are
+        scheduled (wrk + Lua POST) up to 10%, 50% and 100% of the target,
+        RSS read at each mark. Bounded: the second half adds next to
+        nothing."""
+        args = self.args
+        daemons = self.pair("memory")
+        targets = {SD: args.scrapyd_bulk_jobs, RS: args.bulk_jobs}
+        results = {kind: [] for kind in KINDS}
+        tarpit = Tarpit()
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            for kind in KINDS:
+                daemon = daemons[kind]
+                url = f"http://127.0.0.1:{daemon.port}/schedule.json"
+                daemon.client.close()
+                time.sleep(1)
+                results[kind].append(self.memory_mark(daemon))
+                for share in (0.1, 0.5, 1.0):
+                    goal = int(targets[kind] * share)
+                    pending = daemon.status_counts()["pending"]
+                    if pending < goal:
+                        started = time.monotonic()
+                        self.schedule_until(daemon, url, goal)
+                        log(f"{kind}: {goal - pending} jobs scheduled in {time.monotonic() - started:.1f} s")
+                    daemon.client.close()
+                    time.sleep(2)
+                    results[kind].append(self.memory_mark(daemon))
+            for daemon in daemons.values():
+                daemon.stop()
+        finally:
+            tarpit.close()
+        self.details["bulk_memory"] = results
+        sd, rs = results[SD][-1], results[RS][-1]
+        half = results[RS][-2]
+        growth = rs["rss_mib"] - half["rss_mib"]
+        bounded = growth <= max(5.0, 0.1 * half["rss_mib"])
+        marks = ", ".join(f"{m['pending']:,}: {m['rss_mib']:.1f}" for m in results[RS])
+        sd_marks = ", ".join(f"{m['pending']:,}: {m['rss_mib']:.1f}" for m in results[SD])
+        self.figures.add(
+            "rss_after_bulk",
+            f"memory (VmRSS) after {args.bulk_jobs:,} jobs scheduled",
+            "MiB",
+            sd["rss_mib"],
+            rs["rss_mib"],
+            "bounded; say the figure",
+            bounded,
+            trials=results,
+            scrapyd_text=f"{sd['rss_mib']:.1f} MiB at {sd['pending']:,} jobs",
+            rs_text=f"{rs['rss_mib']:.1f} MiB at {rs['pending']:,} jobs",
+            note=f"MiB by pending jobs, scrapyd-rs: {marks} (peak {rs['hwm_mib']:.1f}); Scrapyd: {sd_marks} "
+            f"(peak {sd['hwm_mib']:.1f}). 'met' = the second half added ≤ max(5 MiB, 10%). "
+            "Scrapyd is taken to fewer jobs (--scrapyd-bulk-jobs) because it schedules slowly.",
+        )
+
+    def memory_mark(self, daemon: Daemon) -> dict:
+        memory = daemon.rss()
+        return {
+            "pending": daemon.status_counts()["pending"],
+            "rss_mib": memory["VmRSS"] / 1024,
+            "hwm_mib": memory["VmHWM"] / 1024,
+        }
+
+    def schedule_until(self, daemon: Daemon, url: str, goal: int) -> None:
+        """Runs the load generator until `goal` jobs are pending."""
+        pending = daemon.status_counts()["pending"]
+        watcher = Client(daemon.port)
+        last = {"pending": pending, "changed": time.monotonic()}
+
+        def reached():
+            now_pending = watcher.get_json("/daemonstatus.json")[0]["pending"]
+            if now_pending != last["pending"]:
+                last["pending"], last["changed"] = now_pending, time.monotonic()
+            return now_pending >= goal or time.monotonic() - last["changed"] > 5
+
+        try:
+            self.loadgen.run(url, 3600, post_body=self.SCHEDULE_BODY, limit=goal - pending, stop_when=reached)
+        finally:
+            watcher.close()
+
+    # --- schedule answered → crawl started -----------------------------
+
+    def phase_latency(self):
+        args = self.args
+        daemons = self.pair("latency")
+        site = Site()
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            from_answer = {kind: [] for kind in KINDS}
+            from_request = {kind: [] for kind in KINDS}
+            for trial in range(args.latency_trials + 1):
+                for kind in self.trial_order(trial):
+                    daemon = daemons[kind]
+                    time.sleep(random.uniform(0, 1))  # arrive at a random moment
+                    sent = datetime.datetime.now()
+                    job = daemon.schedule(project="bench", spider="pages", base_url=site.url)
+                    answered = datetime.datetime.now()
+                    start_time = self.wait_started(daemon, job)
+                    daemon.wait_for(
+                        lambda c: c["running"] == 0 and c["pending"] == 0, "the crawl to end", timeout=120
+                    )
+                    if trial > 0:
+                        from_answer[kind].append((start_time - answered).total_seconds() * 1000)
+                        from_request[kind].append((start_time - sent).total_seconds() * 1000)
+            for daemon in daemons.values():
+                daemon.stop()
+        finally:
+            site.close()
+        for label, values, key in (
+            ("schedule answered → crawl started (`start_time`)", from_answer, "schedule_to_start_ms"),
+            ("schedule sent → crawl started (`start_time`)", from_request, "schedule_sent_to_start_ms"),
+        ):
+            sd, rs = median(values[SD]), median(values[RS])
+            speedup = sd / rs if rs and rs > 0 else math.inf
+            self.figures.add(
+                key,
+                label + ", poll_interval = 5",
+                "ms",
+                sd,
+                rs,
+                "≥ 200× (≤ 20 ms)",
+                rs <= 20 and speedup >= 200,
+                ratio_text=(f"{speedup:,.0f}× faster" if math.isfinite(speedup) else "rs started before the answer"),
+                trials=values,
+                note="start_time as listjobs.json reports it, minus the client's local clock when the "
+                + ("answer arrived" if key == "schedule_to_start_ms" else "request left")
+                + ". Both stamp start_time just before spawning; scrapyd-rs claims the job as soon as it is "
+                "committed, which can be before the answer reaches the client. Scrapyd's expected value is "
+                "about poll_interval/2.",
+            )
+
+    def wait_started(self, daemon: Daemon, job: str) -> datetime.datetime:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listing, _, _ = daemon.client.get_json("/listjobs.json?project=bench")
+            for entry in listing["running"] + listing["finished"]:
+                if entry["id"] == job and entry.get("start_time"):
+                    return parse_time(entry["start_time"])
+            time.sleep(0.005)
+        raise RuntimeError(f"{daemon.kind}: job {job} did not start within 60 s\n{daemon.log_tail()}")
+
+    # --- listjobs with a large store ------------------------------------
+
+    def phase_listjobs(self):
+        args = self.args
+        sizes = sorted(args.listjobs_sizes)
+        # Scrapyd keeps finished jobs in memory by default, capped at
+        # finished_to_keep: a store of N jobs exists only with its SQLite
+        # job storage, so both daemons get that line (scrapyd-rs ignores it).
+        daemons = self.pair("listjobs", "jobstorage = scrapyd.jobstorage.SqliteJobStorage")
+        for daemon in daemons.values():
+            daemon.start()
+            daemon.add_version("bench", "1", self.egg)
+            daemon.stop()
+        filled = {kind: 0 for kind in KINDS}
+        results = {kind: {} for kind in KINDS}
+        for size in sizes:
+            for kind in KINDS:
+                daemon = daemons[kind]
+                if kind == SD and size > args.scrapyd_listjobs_max:
+                    continue
+                log(f"{kind}: filling the store to {size:,} finished jobs")
+                fill = fill_scrapyd_store if kind == SD else fill_rs_store
+                fill(daemon.root / "dbs", filled[kind], size)
+                filled[kind] = size
+                startup = daemon.start()
+                trials = args.trials if size <= 100_000 or kind == RS else 1
+                _, _, _ = daemon.client.get_json("/listjobs.json")  # warm-up
+                times, status_times = [], []
+                for _ in range(trials):
+                    listing, seconds, length = daemon.client.get_json("/listjobs.json")
+                    times.append(seconds * 1000)
+                    status_times.append(daemon.client.get_json("/daemonstatus.json")[1] * 1000)
+                results[kind][size] = {
+                    "ms": median(times),
+                    "trials_ms": times,
+                    "entries": len(listing["finished"]),
+                    "bytes": length,
+                    "daemonstatus_ms": median(status_times),
+                    "rss_mib": daemon.rss()["VmRSS"] / 1024,
+                    "startup_ms": startup * 1000,
+                }
+                daemon.stop()
+        self.details["listjobs"] = results
+        smallest = results[RS][sizes[0]]["ms"]
+        for size in sizes:
+            sd = results[SD].get(size)
+            rs = results[RS][size]
+            growth = rs["ms"] / smallest
+            self.figures.add(
+                f"listjobs_{size}",
+                f"listjobs.json with {size:,} jobs in the store",
+                "ms",
+                sd["ms"] if sd else None,
+                rs["ms"],
+                "grows with the page, not the store",
+                None if size == sizes[0] else growth <= 2.0,
+                trials={k: results[k].get(size) for k in KINDS},
+                scrapyd_text=(f"{fmt(sd['ms'], 'ms')} ({sd['entries']:,} entries, {sd['bytes'] / MB:.1f} MiB)"
+                              if sd else "not run"),
+                rs_text=f"{fmt(rs['ms'], 'ms')} ({rs['entries']:,} entries, {rs['bytes'] / 1024:.0f} KiB)",
+                note=f"scrapyd-rs time ×{growth:.2f} of the {sizes[0]:,}-job store; its start-up with this "
+                f"store {rs['startup_ms']:.1f} ms, RSS after the calls {rs['rss_mib']:.1f} MiB"
+                + (f"; Scrapyd's RSS {sd['rss_mib']:.1f} MiB." if sd else "."),
+            )
+        for size in sizes:
+            sd = results[SD].get(size)
+            rs = results[RS][size]
+            self.figures.add(
+                f"daemonstatus_latency_{size}",
+                f"daemonstatus.json, one call, {size:,} jobs in the store",
+                "ms",
+                sd["daemonstatus_ms"] if sd else None,
+                rs["daemonstatus_ms"],
+                "(no target)",
+                None,
+                scrapyd_text=None if sd else "not run",
+            )
+        self.notes.append(
+            "listjobs store sizes: Scrapyd 1.6's default job storage is a list in memory capped at "
+            "finished_to_keep (100), so it cannot hold N jobs; both configs name "
+            "jobstorage = scrapyd.jobstorage.SqliteJobStorage, and Scrapyd's finished_jobs table is "
+            "filled directly. Scrapyd then returns every stored job (it prunes only when a crawl ends), "
+            "scrapyd-rs returns the finished_to_keep (100) most recent: the pages differ by design."
+        )
+
+
+def first_200_any(port: int, process: subprocess.Popen) -> float:
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    started = time.perf_counter()
+    while time.perf_counter() - started < 30:
+        if process.poll() is not None:
+            raise RuntimeError("hyper-baseline exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(request)
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError("hyper-baseline did not answer")
+
+
+# --------------------------------------------------------------------------
+# Filling the stores directly
+# --------------------------------------------------------------------------
+
+
+def fake_times(index: int, now: float) -> tuple[float, float]:
+    """Start and end of the index-th oldest fake job: one a minute."""
+    end = now - 3600 - (10_000_000 - index) * 60
+    return end - 30, end
+
+
+def fill_rs_store(dbs: Path, start: int, stop: int) -> None:
+    """Adds finished jobs start..stop to scrapyd-rs's SQLite store, as the
+    daemon would have written them (see src/store/mod.rs)."""
+    path = dbs / "scrapyd-rs.sqlite"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA synchronous = OFF")
+    columns = {row[1]: row for row in connection.execute("PRAGMA table_info(jobs)")}
+    values = {
+        "job_id": None,
+        "project_id": None,
+        "spider_id": None,
+        "counter": None,
+        "project": "bench",
+        "spider": "pages",
+        "version": None,
+        "run_version": "1",
+        "state": "finished",
+        "priority": 0.0,
+        "units": 1,
+        "args": "[]",
+        "settings": "[]",
+        "tags": "[]",
+        "pending_time": None,
+        "start_time": None,
+        "end_time": None,
+        "pid": 4242,
+        "pid_start_ticks": 1,
+        "exit_code": 0,
+        "close_reason": "finished",
+        "cancel_count": 0,
+        "listed": 1,
+    }
+    # PRAGMA table_info rows: cid, name, type, notnull, default, pk
+    missing = [name for name, row in columns.items() if row[3] and row[4] is None and not row[5] and name not in values]
+    if missing:
+        raise RuntimeError(f"scrapyd-rs's jobs table has required columns the benchmark doesn't fill: {missing}")
+    names = [name for name in values if name in columns]
+    project_id = connection.execute("SELECT id FROM projects WHERE name = 'bench'").fetchone()[0]
+    found = connection.execute("SELECT id FROM spiders WHERE project_id = ? AND name = 'pages'", (project_id,)).fetchone()
+    if found is None:  # spider ids are given at a spider's first job
+        with connection:
+            connection.execute(
+                "INSERT INTO spiders (project_id, id, name) "
+                "SELECT ?, coalesce(max(id), 0) + 1, 'pages' FROM spiders WHERE project_id = ?",
+                (project_id, project_id),
+            )
+        found = connection.execute(
+            "SELECT id FROM spiders WHERE project_id = ? AND name = 'pages'", (project_id,)
+        ).fetchone()
+    spider_id = found[0]
+    now = time.time()
+
+    def rows():
+        for index in range(start, stop):
+            begin, end = fake_times(index, now)
+            row = dict(values)
+            row.update(
+                job_id=uuid.UUID(int=random.getrandbits(128)).hex,
+                project_id=project_id,
+                spider_id=spider_id,
+                counter=index + 1,
+                pending_time=begin - 1,
+                start_time=begin,
+                end_time=end,
+            )
+            yield tuple(row[name] for name in names)
+
+    with connection:
+        connection.executemany(
+            f"INSERT INTO jobs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows()
+        )
+        connection.execute(
+            "UPDATE spiders SET last_counter = ? WHERE project_id = ? AND id = ?", (stop, project_id, spider_id)
+        )
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.execute("ANALYZE")
+    connection.close()
+
+
+def fill_scrapyd_store(dbs: Path, start: int, stop: int) -> None:
+    """Adds finished jobs start..stop to Scrapyd 1.6's SqliteJobStorage
+    table (dbs/jobs.db, finished_jobs), as scrapyd.sqlite writes them."""
+    connection = sqlite3.connect(dbs / "jobs.db")
+    connection.execute("PRAGMA synchronous = OFF")
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS finished_jobs "
+        "(id integer PRIMARY KEY, project text, spider text, job text, start_time datetime, end_time datetime)"
+    )
+    now = time.time()
+
+    def stamp(seconds: float) -> str:
+        return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def rows():
+        for index in range(start, stop):
+            begin, end = fake_times(index, now)
+            yield ("bench", "pages", uuid.UUID(int=random.getrandbits(128)).hex, stamp(begin), stamp(end))
+
+    with connection:
+        connection.executemany(
+            "INSERT INTO finished_jobs (project, spider, job, start_time, end_time) VALUES (?, ?, ?, ?, ?)", rows()
+        )
+    connection.close()
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def versions(args) -> dict:
+    from importlib.metadata import version
+
+    def run(*command):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            return (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    cpu = None
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "scrapyd": version("scrapyd"),
+        "scrapy": version("scrapy"),
+        "twisted": version("twisted"),
+        "python": platform.python_version(),
+        "scrapyd_rs": run(str(args.scrapyd_rs), "--version"),
+        "scrapyd_rs_built_from": args.rs_built_from
+        or f"prebuilt; repository HEAD is {run('git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD')}",
+        "load_generator": run(args.loadgen, "--version"),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "niceness": os.nice(0),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scrapyd-rs", type=Path, required=True, help="the scrapyd-rs binary")
+    parser.add_argument("--hyper", type=Path, required=True, help="the hyper-baseline binary")
+    parser.add_argument("--loadgen", choices=["wrk", "oha"], default="wrk")
+    parser.add_argument("--work", type=Path, default=BENCH / ".work", help="the daemons' folders (default bench/.work)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results.json")
+    parser.add_argument("--full", action="store_true", help="Scrapyd too is scheduled to 100k jobs and lists a 1M-job store (long)")
+    parser.add_argument("--trials", type=int, default=5, help="trials of start-up, idle memory, listspiders and listjobs (after a warm-up)")
+    parser.add_argument("--rps-trials", type=int, default=3, help="load-generator runs per server")
+    parser.add_argument("--upload-trials", type=int, default=3)
+    parser.add_argument("--latency-trials", type=int, default=7)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load-generator run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="load-generator threads")
+    parser.add_argument("--max-proc", type=int, default=4, help="max_proc of both daemons")
+    parser.add_argument("--bulk-jobs", type=int, default=None, help="jobs scheduled on scrapyd-rs for the memory figure (default 100000)")
+    parser.add_argument(
+        "--scrapyd-bulk-jobs",
+        type=int,
+        default=None,
+        help="jobs scheduled on Scrapyd for the memory figure (default 5000; --full: as --bulk-jobs)",
+    )
+    parser.add_argument("--rs-built-from", default=None, help="what the scrapyd-rs binary was built from")
+    parser.add_argument(
+        "--no-1m", action="store_true", help="leave out the 1,000,000-job store (scrapyd-rs; Scrapyd with --full)"
+    )
+    parser.add_argument(
+        "--scrapyd-listjobs-max",
+        type=int,
+        default=None,
+        help="largest store Scrapyd's listjobs is run on, as it answers every stored job "
+        "(default 100000; --full: 1000000)",
+    )
+    parser.add_argument("--only", nargs="*", choices=["startup", "api", "memory", "latency", "listjobs"])
+    args = parser.parse_args()
+    if args.bulk_jobs is None:
+        args.bulk_jobs = 100_000
+    if args.scrapyd_bulk_jobs is None:
+        args.scrapyd_bulk_jobs = args.bulk_jobs if args.full else 5_000
+    args.listjobs_sizes = [10_000, 100_000] + ([] if args.no_1m else [1_000_000])
+    if args.scrapyd_listjobs_max is None:
+        args.scrapyd_listjobs_max = 1_000_000 if args.full else 100_000
+    args.scrapyd_rs = args.scrapyd_rs.resolve()
+    args.hyper = args.hyper.resolve()
+    args.work = args.work.resolve()
+
+    bench = Bench(args)
+    log(f"work folder {args.work}; load generator {bench.loadgen.version}")
+    bench.run()
+
+    machine = versions(args)
+    table = bench.figures.markdown()
+    notes = [
+        f"Same machine ({machine['cpus']} CPUs, {machine['cpu']}), one run, same scrapyd.conf "
+        f"(max_proc = {args.max_proc}, poll_interval = 5.0, finished_to_keep = 100), same eggs, "
+        f"crawls run by the same Python ({sys.executable}).",
+        f"Scrapyd {machine['scrapyd']} (Twisted {machine['twisted']}, Python {machine['python']}); "
+        f"{machine['scrapyd_rs']} built from {machine['scrapyd_rs_built_from']}; {machine['load_generator']}.",
+        "Figures are medians; the load generator runs on the same cores as the server it loads. "
+        f"Load average before/after: {bench.details['load_before'][0]:.2f} / {bench.details['load_after'][0]:.2f}.",
+        "ratio = scrapyd-rs ÷ Scrapyd.",
+        *bench.notes,
+    ]
+    print()
+    print(table)
+    print()
+    for note in notes:
+        print(f"- {note}")
+    print()
+    print("Notes by figure:")
+    print()
+    for row in bench.figures.rows:
+        if row["note"]:
+            print(f"- *{row['figure']}*: {row['note']}")
+    results = {
+        "generated_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        },
+        "config": CONFIG.format(port="<port>", max_proc=args.max_proc, python=sys.executable, extra=""),
+        "figures": bench.figures.rows,
+        "notes": notes,
+        "details": bench.details,
+        "table_markdown": table,
+    }
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    log(f"wrote {args.out} after {bench.details['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
