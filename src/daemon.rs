@@ -257,7 +257,7 @@ impl Daemon {
 
     /// Queues a crawl; answers its job id. The job is on disk when this
     /// returns, and the supervisor has been woken.
-    pub fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
+    pub async fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
         let project = self.existing_project(&request.project)?;
         let version = match &request.version {
             Some(wanted) => self
@@ -276,19 +276,22 @@ impl Daemon {
             .job_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         names::check_job_path(&project.name, &request.spider, &job_id)?;
-        let job = self.store.insert_job(&NewJob {
-            job_id,
-            project_id: project.id,
-            project: project.name,
-            spider: request.spider,
-            version: request.version,
-            priority: request.priority,
-            units: request.units,
-            args: request.args,
-            settings: request.settings,
-            tags: request.tags,
-            pending_time: clock::now(),
-        })?;
+        let job = self
+            .store
+            .insert_job(&NewJob {
+                job_id,
+                project_id: project.id,
+                project: project.name,
+                spider: request.spider,
+                version: request.version,
+                priority: request.priority,
+                units: request.units,
+                args: request.args,
+                settings: request.settings,
+                tags: request.tags,
+                pending_time: clock::now(),
+            })
+            .await?;
         self.supervisor.wake();
         Ok(job)
     }

@@ -70,11 +70,14 @@ impl Supervisor {
     pub async fn run(self: Arc<Self>) {
         self.adopt_survivors();
         loop {
-            // Claims wait for a commit: off the async workers.
-            let supervisor = Arc::clone(&self);
-            if let Err(error) = tokio::task::spawn_blocking(move || supervisor.launch_ready()).await
-            {
-                error!(%error, "the launcher failed");
+            // Claims wait for a commit: off the async workers, and only
+            // when a slot is free (a busy node gets many wake-ups).
+            if self.free_slots() > 0 {
+                let supervisor = Arc::clone(&self);
+                let launched = tokio::task::spawn_blocking(move || supervisor.launch_ready());
+                if let Err(error) = launched.await {
+                    error!(%error, "the launcher failed");
+                }
             }
             self.wake.notified().await;
         }
@@ -88,6 +91,11 @@ impl Supervisor {
         u32::try_from(self.config.max_proc)
             .unwrap_or(u32::MAX)
             .max(1)
+    }
+
+    fn free_slots(&self) -> u32 {
+        let used: u32 = self.crawls().values().map(|c| c.units).sum();
+        self.slots().saturating_sub(used)
     }
 
     /// Starts pending jobs while they fit in the free slots.

@@ -73,12 +73,16 @@ pub async fn answer(
 }
 
 async fn run(daemon: &Arc<Daemon>, endpoint: &'static str, params: Params) -> Fields {
-    if endpoint == "addversion.json" {
-        return add_version(daemon, params).await;
+    match endpoint {
+        "addversion.json" => return add_version(daemon, params).await,
+        // Waits for its group commit without holding a thread.
+        "schedule.json" => return schedule(daemon, params).await,
+        "cancel.json" | "delversion.json" | "delproject.json" => {}
+        // Reads are short and never wait for a disk flush: answered here.
+        _ => return run_blocking(daemon, endpoint, params),
     }
-    // The other endpoints wait on SQLite (a write waits for its group
-    // commit): they run on the blocking pool, so many can wait at once and
-    // share one commit without holding up the async workers.
+    // Writes wait for their group commit: on the blocking pool, so many can
+    // wait at once and share one commit without holding up the workers.
     let daemon = Arc::clone(daemon);
     tokio::task::spawn_blocking(move || run_blocking(&daemon, endpoint, params))
         .await
@@ -88,7 +92,6 @@ async fn run(daemon: &Arc<Daemon>, endpoint: &'static str, params: Params) -> Fi
 fn run_blocking(daemon: &Daemon, endpoint: &str, params: Params) -> Fields {
     match endpoint {
         "daemonstatus.json" => daemon_status(daemon),
-        "schedule.json" => schedule(daemon, params),
         "cancel.json" => cancel(daemon, params),
         "status.json" => status(daemon, params),
         "listprojects.json" => list_projects(daemon),
@@ -126,7 +129,7 @@ async fn add_version(daemon: &Daemon, mut params: Params) -> Fields {
     ))
 }
 
-fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
+async fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
     let project = params.required("project")?;
     let spider = params.required("spider")?;
     let version = params.optional("_version")?;
@@ -152,17 +155,19 @@ fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
             },
         );
     let args = params.remaining()?;
-    let job = daemon.schedule(ScheduleRequest {
-        project,
-        spider,
-        version,
-        job_id,
-        priority,
-        units: 1,
-        settings,
-        args,
-        tags: Vec::new(),
-    })?;
+    let job = daemon
+        .schedule(ScheduleRequest {
+            project,
+            spider,
+            version,
+            job_id,
+            priority,
+            units: 1,
+            settings,
+            args,
+            tags: Vec::new(),
+        })
+        .await?;
     Ok(fields(json!({"jobid": job.job_id})))
 }
 

@@ -169,9 +169,9 @@ impl Store {
     }
 
     /// Adds a pending job, giving it the next counter of its spider.
-    pub fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
+    pub async fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
         let new = new.clone();
-        self.write(move |connection| {
+        self.write_async(move |connection| {
             let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
             let counter: i64 = connection.query_row(
                 "UPDATE spiders SET last_counter = last_counter + 1
@@ -203,6 +203,7 @@ impl Store {
             )?;
             job_on(connection, seq)
         })
+        .await
     }
 
     pub fn job(&self, seq: i64) -> StoreResult<Option<Job>> {
@@ -374,24 +375,34 @@ impl Store {
     }
 
     /// `(pending, running, listed finished)` counts, the last capped at
-    /// `keep` (when not 0) like Scrapyd's finished list.
+    /// `keep` (when not 0) like Scrapyd's finished list. Counting stops at
+    /// `keep`, so the cost does not grow with the job history.
     pub fn job_counts(&self, keep: usize) -> StoreResult<(u64, u64, u64)> {
+        use std::sync::atomic::Ordering;
+        // Read the generation before the counts: a change committed in
+        // between makes the cached entry look old, never the counts new.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut cache = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached_generation, cached_keep, counts)) = *cache
+            && cached_generation == generation
+            && cached_keep == keep
+        {
+            return Ok(counts);
+        }
+        let limit = if keep == 0 { -1 } else { keep as i64 };
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT
                (SELECT count(*) FROM jobs WHERE state = 'pending'),
                (SELECT count(*) FROM jobs WHERE state = 'running'),
-               (SELECT count(*) FROM jobs WHERE state = 'finished' AND listed = 1)",
+               (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT ?1))",
         )?;
         let (pending, running, finished): (i64, i64, i64) =
-            statement.query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            statement.query_row([limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         let count = |n: i64| n.max(0) as u64;
-        let finished = if keep == 0 {
-            count(finished)
-        } else {
-            count(finished).min(keep as u64)
-        };
-        Ok((count(pending), count(running), finished))
+        let counts = (count(pending), count(running), count(finished));
+        *cache = Some((generation, keep, counts));
+        Ok(counts)
     }
 }
 
@@ -399,6 +410,15 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::Version;
+
+    impl Store {
+        fn insert_job_now(&self, new: &NewJob) -> StoreResult<Job> {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(self.insert_job(new))
+        }
+    }
 
     fn store_with_project(name: &str) -> (Store, i64) {
         let store = Store::open_temporary().unwrap();
@@ -433,10 +453,10 @@ mod tests {
     fn counters_make_keys_per_spider() {
         let (store, project_id) = store_with_project("p");
         let first = store
-            .insert_job(&new_job(project_id, "p", "a", 0.0))
+            .insert_job_now(&new_job(project_id, "p", "a", 0.0))
             .unwrap();
         let second = store
-            .insert_job(&new_job(project_id, "p", "b", 0.0))
+            .insert_job_now(&new_job(project_id, "p", "b", 0.0))
             .unwrap();
         assert_eq!(first.key(), format!("{project_id}/1/1"));
         assert_eq!(second.key(), format!("{project_id}/1/2"));
@@ -446,9 +466,11 @@ mod tests {
     #[test]
     fn claims_highest_priority_then_oldest() {
         let (store, p) = store_with_project("p");
-        store.insert_job(&new_job(p, "p", "low", 0.0)).unwrap();
-        store.insert_job(&new_job(p, "p", "high", 5.0)).unwrap();
-        store.insert_job(&new_job(p, "p", "high2", 5.0)).unwrap();
+        store.insert_job_now(&new_job(p, "p", "low", 0.0)).unwrap();
+        store.insert_job_now(&new_job(p, "p", "high", 5.0)).unwrap();
+        store
+            .insert_job_now(&new_job(p, "p", "high2", 5.0))
+            .unwrap();
         let order: Vec<String> =
             std::iter::from_fn(|| store.claim_next_pending(1, 4, 2.0).unwrap())
                 .map(|job| job.job_id)
@@ -460,7 +482,7 @@ mod tests {
     #[test]
     fn cancelled_pending_leaves_listings_but_stays_stored() {
         let (store, p) = store_with_project("p");
-        let job = store.insert_job(&new_job(p, "p", "x", 0.0)).unwrap();
+        let job = store.insert_job_now(&new_job(p, "p", "x", 0.0)).unwrap();
         assert_eq!(store.cancel_pending(p, "x", 3.0).unwrap(), 1);
         assert!(store.pending_jobs(JobFilter::All).unwrap().is_empty());
         assert!(store.finished_jobs(100, JobFilter::All).unwrap().is_empty());
@@ -474,7 +496,7 @@ mod tests {
     fn finished_list_is_capped_and_newest_first() {
         let (store, p) = store_with_project("p");
         for (index, id) in ["a", "b", "c"].iter().enumerate() {
-            let job = store.insert_job(&new_job(p, "p", id, 0.0)).unwrap();
+            let job = store.insert_job_now(&new_job(p, "p", id, 0.0)).unwrap();
             store
                 .finish_job(job.seq, 10.0 + index as f64, Some(0), "finished")
                 .unwrap();
@@ -493,7 +515,7 @@ mod tests {
     #[test]
     fn deleting_a_project_cancels_its_pending_jobs() {
         let (store, p) = store_with_project("p");
-        store.insert_job(&new_job(p, "p", "x", 0.0)).unwrap();
+        store.insert_job_now(&new_job(p, "p", "x", 0.0)).unwrap();
         let project = store.project("p").unwrap().unwrap();
         assert_eq!(store.delete_project(&project, 5.0).unwrap(), 1);
         assert!(store.project("p").unwrap().is_none());

@@ -44,6 +44,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     reader: Mutex<Connection>,
     writer: writer::Writer,
+    generation: writer::Generation,
+    /// `job_counts` of a generation, with the `keep` it was asked with:
+    /// `daemonstatus.json` under load costs no query while nothing changes.
+    counts: Mutex<Option<(u64, usize, (u64, u64, u64))>>,
     /// Keeps the folder of a temporary database alive as long as the store.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -140,14 +144,19 @@ impl Store {
         let mut write_connection = open_connection(path)?;
         migrate(&mut write_connection)?;
         let reader = open_connection(path)?;
+        let generation = writer::Generation::default();
         let writer =
-            writer::Writer::start(write_connection).map_err(|source| StoreError::Folder {
-                path: path.display().to_string(),
-                source,
+            writer::Writer::start(write_connection, generation.clone()).map_err(|source| {
+                StoreError::Folder {
+                    path: path.display().to_string(),
+                    source,
+                }
             })?;
         Ok(Store {
             reader: Mutex::new(reader),
             writer,
+            generation,
+            counts: Mutex::new(None),
             _temporary: temporary,
         })
     }
@@ -168,6 +177,15 @@ impl Store {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.writer.write(change)
+    }
+
+    /// [`Store::write`] for async callers.
+    async fn write_async<T, F>(&self, change: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write_async(change).await
     }
 }
 

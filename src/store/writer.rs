@@ -28,13 +28,17 @@ pub(super) struct Writer {
     changes: Sender<Change>,
 }
 
+/// Counts committed batches, so readers can tell whether anything changed
+/// since they last looked.
+pub(super) type Generation = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
 impl Writer {
     /// Starts the writer thread on `connection`.
-    pub fn start(connection: Connection) -> std::io::Result<Writer> {
+    pub fn start(connection: Connection, generation: Generation) -> std::io::Result<Writer> {
         let (changes, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(&connection, &receiver))?;
+            .spawn(move || write_loop(&connection, &receiver, &generation))?;
         Ok(Writer { changes })
     }
 
@@ -46,6 +50,34 @@ impl Writer {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (answer, reply) = sync_channel::<StoreResult<T>>(1);
+        self.submit(change, move |outcome| {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = answer.send(outcome);
+        })?;
+        reply.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// [`Writer::write`] for async callers: waits without holding a thread.
+    pub async fn write_async<T, F>(&self, change: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (answer, reply) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        self.submit(change, move |outcome| {
+            let _ = answer.send(outcome);
+        })?;
+        reply.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues `change`; `reply` hears its outcome once the batch's commit
+    /// is known.
+    fn submit<T, F, R>(&self, change: F, reply: R) -> StoreResult<()>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        R: FnOnce(StoreResult<T>) + Send + 'static,
+    {
         let boxed: Change = Box::new(move |connection: Result<&Connection, String>| {
             let result = match connection {
                 Ok(connection) => catch_unwind(AssertUnwindSafe(|| change(connection)))
@@ -54,23 +86,18 @@ impl Writer {
             };
             let succeeded = result.is_ok();
             let completion: Completion = Box::new(move |commit| {
-                let outcome = match commit {
+                reply(match commit {
                     Ok(()) => result,
                     Err(message) => Err(StoreError::Commit(message)),
-                };
-                // The caller may have given up waiting; nothing to do then.
-                let _ = answer.send(outcome);
+                })
             });
             (succeeded, completion)
         });
-        self.changes
-            .send(boxed)
-            .map_err(|_| StoreError::WriterGone)?;
-        reply.recv().map_err(|_| StoreError::WriterGone)?
+        self.changes.send(boxed).map_err(|_| StoreError::WriterGone)
     }
 }
 
-fn write_loop(connection: &Connection, receiver: &Receiver<Change>) {
+fn write_loop(connection: &Connection, receiver: &Receiver<Change>, generation: &Generation) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -108,6 +135,9 @@ fn write_loop(connection: &Connection, receiver: &Receiver<Change>) {
         if commit.is_err() {
             let _ = connection.execute_batch("ROLLBACK");
         }
+        // Before anyone is answered: a reader that saw the old generation
+        // re-reads once the change is visible.
+        generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for completion in completions {
             completion(commit.clone());
         }
