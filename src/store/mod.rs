@@ -39,15 +39,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Job counts as read at one generation, with the `keep` they were capped
+/// at: `(generation, keep, (pending, running, finished))`.
+type CachedCounts = (u64, usize, (u64, u64, u64));
+
 /// The database: a read connection behind a mutex (WAL lets it read while
 /// a write is in progress) and the group-commit writer thread.
 pub struct Store {
     reader: Mutex<Connection>,
     writer: writer::Writer,
     generation: writer::Generation,
-    /// `job_counts` of a generation, with the `keep` it was asked with:
     /// `daemonstatus.json` under load costs no query while nothing changes.
-    counts: Mutex<Option<(u64, usize, (u64, u64, u64))>>,
+    counts: Mutex<Option<CachedCounts>>,
     /// Keeps the folder of a temporary database alive as long as the store.
     _temporary: Option<tempfile::TempDir>,
 }
