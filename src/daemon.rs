@@ -32,6 +32,9 @@ pub enum DaemonError {
     /// `scrapy list` failed; carries what it printed.
     #[error("RunnerError: {0}")]
     Runner(String),
+    /// A `setting` without `=`; worded as the Python error Scrapyd gives.
+    #[error("ValueError: dictionary update sequence element #{0} has length 1; 2 is required")]
+    BadSetting(usize),
     #[error("signal '{0}' is not a signal name or number")]
     BadSignal(String),
     #[error(transparent)]
@@ -62,7 +65,8 @@ pub struct ScheduleRequest {
     pub job_id: Option<String>,
     pub priority: f64,
     pub units: u32,
-    pub settings: Vec<(String, String)>,
+    /// `NAME=VALUE` texts, as given.
+    pub settings: Vec<String>,
     pub args: Vec<(String, String)>,
     pub tags: Vec<String>,
 }
@@ -272,6 +276,7 @@ impl Daemon {
         if !version.spiders.contains(&request.spider) {
             return Err(DaemonError::SpiderNotFound(request.spider));
         }
+        let settings = parse_settings(&request.settings)?;
         let job_id = request
             .job_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -284,10 +289,16 @@ impl Daemon {
                 project: project.name,
                 spider: request.spider,
                 version: request.version,
-                priority: request.priority,
+                // NaN has no place in an order (and SQLite stores it as NULL):
+                // Python's float() accepts it, so it is taken as the default.
+                priority: if request.priority.is_nan() {
+                    0.0
+                } else {
+                    request.priority
+                },
                 units: request.units,
                 args: request.args,
-                settings: request.settings,
+                settings,
                 tags: request.tags,
                 pending_time: clock::now(),
             })
@@ -432,6 +443,20 @@ impl Daemon {
     }
 }
 
+/// `NAME=VALUE` settings as a Python dict built from them: a repeated name
+/// keeps its first place and its last value.
+fn parse_settings(texts: &[String]) -> DaemonResult<Vec<(String, String)>> {
+    let mut settings: Vec<(String, String)> = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        let (name, value) = text.split_once('=').ok_or(DaemonError::BadSetting(index))?;
+        match settings.iter_mut().find(|(existing, _)| existing == name) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => settings.push((name.to_string(), value.to_string())),
+        }
+    }
+    Ok(settings)
+}
+
 /// A signal given by name (`INT`, `SIGTERM`, case-insensitive) or number.
 pub fn parse_signal(text: &str) -> Option<Signal> {
     let text = text.trim();
@@ -460,6 +485,24 @@ fn write_guard_cfg(project_dir: &Path, settings_module: &str) -> DaemonResult<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_as_a_python_dict() {
+        let texts = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_settings(&texts(&["A=1", "B=x=y", "A=2"])).unwrap(),
+            vec![
+                ("A".to_string(), "2".to_string()),
+                ("B".to_string(), "x=y".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_settings(&texts(&["A=1", "B=2", ""]))
+                .unwrap_err()
+                .to_string(),
+            "ValueError: dictionary update sequence element #2 has length 1; 2 is required"
+        );
+    }
 
     #[test]
     fn signals_by_name_or_number() {

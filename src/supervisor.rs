@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::clock;
 use crate::config::Config;
 use crate::runner;
-use crate::store::{Job, JobFilter, Store, StoreError};
+use crate::store::{Job, Store, StoreError};
 
 /// How often a crawl adopted from a previous daemon (not our child, so no
 /// exit notification) is checked for its end.
@@ -280,7 +280,7 @@ impl Supervisor {
     /// end; one that is gone is finished now with the reason its log gives,
     /// or `lost`.
     fn adopt_survivors(self: &Arc<Self>) {
-        let survivors = match self.store.running_jobs(JobFilter::All) {
+        let survivors = match self.store.claimed_jobs() {
             Ok(jobs) => jobs,
             Err(error) => {
                 error!(%error, "cannot read running jobs");

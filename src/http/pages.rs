@@ -143,7 +143,8 @@ pub fn jobs<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
         };
         let start = job
             .start_time
-            .filter(|_| job.state != crate::store::JobState::Pending);
+            // A job being launched has no process yet: not started to Scrapyd.
+            .filter(|_| job.state == crate::store::JobState::Finished || job.pid.is_some());
         let end = job.end_time;
         JobRow {
             project: escape(&job.project),

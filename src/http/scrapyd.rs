@@ -135,25 +135,7 @@ async fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
     let version = params.optional("_version")?;
     let job_id = params.optional("jobid")?;
     let priority = params.optional_float("priority", 0.0)?;
-    let settings = params
-        .all("setting")?
-        .into_iter()
-        .map(|setting| match setting.split_once('=') {
-            Some((name, value)) => (name.to_string(), value.to_string()),
-            None => (setting, String::new()),
-        })
-        .fold(
-            Vec::new(),
-            |mut settings: Vec<(String, String)>, (name, value)| {
-                // A repeated name keeps its first place and its last value, as
-                // a Python dict built from the pairs would.
-                match settings.iter_mut().find(|(existing, _)| *existing == name) {
-                    Some(entry) => entry.1 = value,
-                    None => settings.push((name, value)),
-                }
-                settings
-            },
-        );
+    let settings = params.all("setting")?;
     let args = params.remaining()?;
     let job = daemon
         .schedule(ScheduleRequest {

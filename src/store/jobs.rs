@@ -314,7 +314,9 @@ impl Store {
     }
 
     /// The Scrapyd state of a job id: finished (if still listed) wins over
-    /// running, which wins over pending, as in Scrapyd's `status.json`.
+    /// running, which wins over pending, as in Scrapyd's `status.json`. A
+    /// job claimed but whose process has no pid yet is still pending to
+    /// Scrapyd's eyes: Scrapyd lists a crawl as running once it exists.
     pub fn scrapyd_state(&self, job_id: &str, project: JobFilter) -> StoreResult<Option<JobState>> {
         let jobs = match project {
             JobFilter::All => self.query_jobs("WHERE job_id = ?1 AND listed = 1", [job_id])?,
@@ -323,34 +325,46 @@ impl Store {
                 params![job_id, name],
             )?,
         };
-        let has = |state| jobs.iter().any(|job| job.state == state);
+        let shown = |job: &Job| match (job.state, job.pid) {
+            (JobState::Running, None) => JobState::Pending,
+            (state, _) => state,
+        };
         Ok([JobState::Finished, JobState::Running, JobState::Pending]
             .into_iter()
-            .find(|state| has(*state)))
+            .find(|state| jobs.iter().any(|job| shown(job) == *state)))
     }
 
-    /// Pending jobs in the order they will run.
+    /// Pending jobs in the order they will run; a job being launched (no
+    /// pid yet) comes first.
     pub fn pending_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
+        const WAITING: &str = "(state = 'pending' OR (state = 'running' AND pid IS NULL))";
+        const ORDER: &str = "ORDER BY state = 'running' DESC, priority DESC, seq";
         match filter {
-            JobFilter::All => {
-                self.query_jobs("WHERE state = 'pending' ORDER BY priority DESC, seq", [])
+            JobFilter::All => self.query_jobs(&format!("WHERE {WAITING} {ORDER}"), []),
+            JobFilter::Project(name) => {
+                self.query_jobs(&format!("WHERE {WAITING} AND project = ?1 {ORDER}"), [name])
             }
-            JobFilter::Project(name) => self.query_jobs(
-                "WHERE state = 'pending' AND project = ?1 ORDER BY priority DESC, seq",
-                [name],
-            ),
         }
     }
 
-    /// Running jobs, oldest start first.
+    /// Running jobs whose process exists, oldest start first.
     pub fn running_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
         match filter {
-            JobFilter::All => self.query_jobs("WHERE state = 'running' ORDER BY seq", []),
+            JobFilter::All => self.query_jobs(
+                "WHERE state = 'running' AND pid IS NOT NULL ORDER BY seq",
+                [],
+            ),
             JobFilter::Project(name) => self.query_jobs(
-                "WHERE state = 'running' AND project = ?1 ORDER BY seq",
+                "WHERE state = 'running' AND pid IS NOT NULL AND project = ?1 ORDER BY seq",
                 [name],
             ),
         }
+    }
+
+    /// Every job in state running, launched or not: what a starting daemon
+    /// must account for.
+    pub fn claimed_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.query_jobs("WHERE state = 'running' ORDER BY seq", [])
     }
 
     /// The `keep` most recently finished listed jobs (all when 0), newest
@@ -393,8 +407,9 @@ impl Store {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT
-               (SELECT count(*) FROM jobs WHERE state = 'pending'),
-               (SELECT count(*) FROM jobs WHERE state = 'running'),
+               (SELECT count(*) FROM jobs
+                  WHERE state = 'pending' OR (state = 'running' AND pid IS NULL)),
+               (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NOT NULL),
                (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT ?1))",
         )?;
         let (pending, running, finished): (i64, i64, i64) =
