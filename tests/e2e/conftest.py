@@ -46,6 +46,7 @@ JOBID_RE = re.compile(r"^[0-9a-f]{32}$")
 # The pages spider yields one item for `/` and one for each /page/N.
 PAGE_COUNT = 5
 SITE_TITLES = ["Index"] + [f"Title {n}" for n in range(1, PAGE_COUNT + 1)]
+ALL_SPIDERS = ["pages", "slow", "stubborn"]
 
 
 # --------------------------------------------------------------------------
@@ -260,7 +261,7 @@ class Daemon:
 
     def cleanup(self):
         self.kill9()
-        kill_processes_mentioning(str(self.root))
+        kill_processes_mentioning(str(self.root) + os.sep)
         self.session.close()
 
     # -- HTTP ------------------------------------------------------------
@@ -271,16 +272,16 @@ class Daemon:
         return self.session.request(method, self.url + path, **kwargs)
 
     def get(self, endpoint, params=None, **kwargs):
-        """GET /<endpoint>; asserts HTTP 200 and returns the decoded JSON."""
+        """GET /<endpoint>; asserts HTTP 200 and Python's JSON style; returns the decoded JSON."""
         response = self.request("GET", "/" + endpoint, params=params, **kwargs)
         assert response.status_code == 200, (endpoint, response.status_code, response.text)
-        return response.json()
+        return python_style_json(response)
 
     def post(self, endpoint, data=None, **kwargs):
-        """POST /<endpoint>; asserts HTTP 200 and returns the decoded JSON."""
+        """POST /<endpoint>; asserts HTTP 200 and Python's JSON style; returns the decoded JSON."""
         response = self.request("POST", "/" + endpoint, data=data, **kwargs)
         assert response.status_code == 200, (endpoint, response.status_code, response.text)
-        return response.json()
+        return python_style_json(response)
 
     def ok(self, method, endpoint, data=None, **kwargs):
         """Call an endpoint that must succeed; returns the JSON."""
@@ -336,6 +337,19 @@ class Daemon:
 
     def items_path(self, project, spider, jobid) -> Path:
         return self.dirs["items"] / project / spider / f"{jobid}.jl"
+
+
+def python_style_json(response):
+    """Decode a JSON answer, checking it is byte for byte what Scrapyd's encoder makes of it.
+
+    Scrapyd encodes with Python's `json` defaults (", " and ": " separators,
+    non-ASCII escaped, floats as Python prints them) and adds a newline.
+    Decoding keeps the key order, so re-encoding must give the same bytes.
+    """
+    assert response.headers.get("Content-Type") == "application/json", response.headers
+    data = response.json()
+    assert response.content == json.dumps(data).encode() + b"\n", response.content[:500]
+    return data
 
 
 def kill_processes_mentioning(marker: str):
@@ -447,6 +461,31 @@ def egg_file(tmp_path_factory) -> Path:
     return build_egg(project_dir, work / "testproject.egg")
 
 
+def _variant_egg(tmp_path_factory, name: str, change) -> Path:
+    work = tmp_path_factory.mktemp(name)
+    project_dir = copy_project(work / "testproject")
+    write_scrapy_cfg(project_dir)
+    change(project_dir / "testproject")
+    return build_egg(project_dir, work / f"{name}.egg")
+
+
+@pytest.fixture(scope="session")
+def small_egg_file(tmp_path_factory) -> Path:
+    """tests/testproject without its `stubborn` spider: 2 spiders, `pages` and `slow`."""
+    return _variant_egg(tmp_path_factory, "small", lambda pkg: (pkg / "spiders" / "stubborn.py").unlink())
+
+
+@pytest.fixture(scope="session")
+def broken_settings_egg_file(tmp_path_factory) -> Path:
+    """A well-formed egg whose settings module raises on import."""
+
+    def break_settings(pkg: Path):
+        with open(pkg / "settings.py", "a") as f:
+            f.write('\nraise RuntimeError("settings are broken on purpose")\n')
+
+    return _variant_egg(tmp_path_factory, "broken", break_settings)
+
+
 @pytest.fixture
 def deploy(tmp_path_factory):
     """`deploy(daemon, project, version, egg=None)`: the real `scrapyd-deploy`.
@@ -481,31 +520,38 @@ def deployed(daemon, egg_file):
     return daemon
 
 
+# --------------------------------------------------------------------------
+# Crawl helpers
+# --------------------------------------------------------------------------
+
+
+def read_items(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_log_contains(daemon, project, spider, jobid, text):
+    path = daemon.log_path(project, spider, jobid)
+    wait_for(
+        lambda: path.is_file() and text in path.read_text(errors="replace"),
+        message=f"{text!r} in {path}",
+    )
+
+
+def start_slow(daemon, site, project="testproject", spider="slow", jobid=None):
+    """Schedule a never-ending crawl and wait until it is running and crawling."""
+    params = {"base_url": site.url}
+    if jobid:
+        params["jobid"] = jobid
+    jobid = daemon.schedule(project, spider, **params)
+    daemon.wait_state(jobid, "running")
+    wait_log_contains(daemon, project, spider, jobid, "slow page")
+    return jobid
+
+
+def cancel(daemon, project, jobid, **extra):
+    return daemon.ok("POST", "cancel.json", {"project": project, "job": jobid, **extra})["prevstate"]
+
+
 def expected_json(**fields) -> bytes:
     """The body Scrapyd sends: fields in order (then status, node_name), json.dumps style, newline."""
     return json.dumps(fields).encode() + b"\n"
-
-
-def _variant_egg(tmp_path_factory, name: str, change) -> Path:
-    work = tmp_path_factory.mktemp(name)
-    project_dir = copy_project(work / "testproject")
-    write_scrapy_cfg(project_dir)
-    change(project_dir / "testproject")
-    return build_egg(project_dir, work / f"{name}.egg")
-
-
-@pytest.fixture(scope="session")
-def small_egg_file(tmp_path_factory) -> Path:
-    """tests/testproject without its `stubborn` spider: 2 spiders, `pages` and `slow`."""
-    return _variant_egg(tmp_path_factory, "small", lambda pkg: (pkg / "spiders" / "stubborn.py").unlink())
-
-
-@pytest.fixture(scope="session")
-def broken_settings_egg_file(tmp_path_factory) -> Path:
-    """A well-formed egg whose settings module raises on import."""
-
-    def break_settings(pkg: Path):
-        with open(pkg / "settings.py", "a") as f:
-            f.write('\nraise RuntimeError("settings are broken on purpose")\n')
-
-    return _variant_egg(tmp_path_factory, "broken", break_settings)

@@ -9,11 +9,10 @@ import zipfile
 
 import pytest
 import requests
-from conftest import NODE_NAME, PASSWORD, USERNAME, expected_json
+from conftest import ALL_SPIDERS, NODE_NAME, PASSWORD, USERNAME, expected_json
 from scrapyd_api import ScrapydAPI
 from scrapyd_client.pyclient import ScrapydClient
 
-ALL_SPIDERS = ["pages", "slow", "stubborn"]
 
 GET_ENDPOINTS = ["daemonstatus.json", "listprojects.json", "listversions.json", "listspiders.json",
                  "listjobs.json", "status.json"]
@@ -136,6 +135,11 @@ def test_parameters_from_query_string_of_a_post(deployed):
     assert response.json() == {"prevstate": None, "status": "ok", "node_name": NODE_NAME}
 
 
+def test_body_value_wins_over_query_value(deployed):
+    response = deployed.request("POST", "/cancel.json?project=nope&job=x", data={"project": "testproject"})
+    assert response.json() == {"prevstate": None, "status": "ok", "node_name": NODE_NAME}
+
+
 def test_parameters_as_multipart(deployed):
     response = deployed.request(
         "POST", "/cancel.json", files={"project": (None, "testproject"), "job": (None, "nothing")}
@@ -162,6 +166,7 @@ NOT_FOUND = [
     ("GET", "listspiders.json", {"project": "nope"}, "project 'nope' not found"),
     ("GET", "listspiders.json", {"project": "testproject", "_version": "9.9"}, "version '9.9' not found"),
     ("GET", "listjobs.json", {"project": "nope"}, "project 'nope' not found"),
+    ("GET", "listjobs.json", {"project": ""}, "project '' not found"),
     ("POST", "delproject.json", {"project": "nope"}, "project 'nope' not found"),
     ("POST", "delversion.json", {"project": "testproject", "version": "9.9"}, "version '9.9' not found"),
 ]
@@ -183,6 +188,50 @@ def test_invalid_priority(deployed):
     )
     assert response.status_code == 200
     assert response.content == error_body("priority is invalid: could not convert string to float: b'x'")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("", "b''"), ("0x10", "b'0x10'"), ("1__0", "b'1__0'"), ("é", "b'\\xc3\\xa9'")]
+)
+def test_invalid_priority_shows_the_bytes_as_python_does(deployed, value, shown):
+    response = deployed.request(
+        "POST", "/schedule.json", data={"project": "testproject", "spider": "pages", "priority": value.encode()}
+    )
+    assert response.content == error_body(f"priority is invalid: could not convert string to float: {shown}")
+
+
+@pytest.mark.parametrize("value", ["5", "-1", " 2 ", "1e3", "1_0", "+.5", "inf", "-inf", "-0"])
+def test_priority_accepts_what_python_float_accepts(deployed, value):
+    response = deployed.request(
+        "POST", "/schedule.json",
+        data={"project": "testproject", "spider": "pages", "priority": value, "base_url": "http://127.0.0.1:9/"},
+    )
+    assert response.json()["status"] == "ok", response.text
+
+
+def test_priority_nan_is_accepted(deployed):
+    # float(b"nan") works in Python, so Scrapyd schedules the job
+    response = deployed.request(
+        "POST", "/schedule.json", data={"project": "testproject", "spider": "pages", "priority": "nan"}
+    )
+    answer = response.json()
+    assert answer["status"] == "ok", answer
+    assert deployed.ok("GET", "status.json", {"job": answer["jobid"]})["currstate"] in ("pending", "running",
+                                                                                          "finished")
+
+
+@pytest.mark.parametrize(("settings", "index"), [(["NOEQUALS"], 0), (["A=1", "B=2", ""], 2)])
+def test_setting_without_equals_sign(deployed, settings, index):
+    # Scrapyd 1.6 builds a dict from `NAME=VALUE` pairs; a value without "="
+    # fails with Python's ValueError, and nothing is scheduled
+    response = deployed.request(
+        "POST", "/schedule.json", data={"project": "testproject", "spider": "pages", "setting": settings}
+    )
+    assert response.content == error_body(
+        f"ValueError: dictionary update sequence element #{index} has length 1; 2 is required"
+    )
+    assert deployed.ok("GET", "daemonstatus.json")["pending"] == 0
+    assert deployed.listjobs()["running"] == []
 
 
 def test_egg_that_is_not_a_zip(daemon):
@@ -300,6 +349,14 @@ def test_auth_refuses(auth_daemon, credentials, method, path):
         response = session.request(method, auth_daemon.url + path, auth=credentials, timeout=30)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="Scrapyd"'
+    assert response.content == b"Unauthorized"
+
+
+def test_auth_refuses_other_schemes(auth_daemon):
+    response = requests.get(
+        auth_daemon.url + "/listprojects.json", headers={"Authorization": "Bearer abc"}, timeout=30
+    )
+    assert response.status_code == 401
     assert response.content == b"Unauthorized"
 
 
@@ -504,3 +561,32 @@ def test_listprojects_sorted_and_json_escaping(daemon, egg_file):
     assert sorted(projects) == sorted(["zeta", "alpha", "ünï", 'q"uote'])
     # Python's json.dumps escapes non-ASCII
     assert b"\\u00fcn\\u00ef" in response.content
+
+
+def test_egg_with_entries_leaving_its_folder(daemon):
+    egg = zip_bytes({
+        "EGG-INFO/entry_points.txt": "[scrapy]\nsettings = testproject.settings\n",
+        "testproject/__init__.py": "",
+        "../../../outside.txt": "escaped",
+    })
+    response = daemon.request(
+        "POST", "/addversion.json", data={"project": "slip", "version": "1"}, files={"egg": ("project.egg", egg)}
+    )
+    answer = response.json()
+    assert answer["status"] == "error", answer
+    assert daemon.ok("GET", "listprojects.json")["projects"] == []
+    for folder in (daemon.root, daemon.root.parent, daemon.root.parent.parent, daemon.dirs["eggs"]):
+        assert not (folder / "outside.txt").exists()
+
+
+@pytest.mark.parametrize("jobid", ["../../../evil", "a/b"])
+def test_job_id_leaving_its_folder(deployed, jobid):
+    response = deployed.request(
+        "POST", "/schedule.json", data={"project": "testproject", "spider": "pages", "jobid": jobid}
+    )
+    answer = response.json()
+    assert answer["status"] == "error", answer
+    # (the message may name the path it would build)
+    assert answer["message"].startswith("DirectoryTraversalError: "), answer
+    assert answer["message"].endswith(jobid), answer
+    assert deployed.listjobs()["pending"] == []

@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 import pytest
-from conftest import NODE_NAME, PASSWORD, SITE_TITLES, USERNAME, Daemon, free_port
-from test_crawl import cancel, read_items, start_slow
-
-ALL_SPIDERS = ["pages", "slow", "stubborn"]
+from conftest import (
+    ALL_SPIDERS,
+    NODE_NAME,
+    PASSWORD,
+    SITE_TITLES,
+    USERNAME,
+    Daemon,
+    cancel,
+    free_port,
+    read_items,
+    start_slow,
+    wait_log_contains,
+)
 
 
 def process_argv(pid: int) -> list[str]:
@@ -38,6 +48,7 @@ def test_crawl_command_line_and_environment(daemon_factory, egg_file, site, tmp_
         "testproject", "slow", _version="1.0", base_url=site.url, setting=["CONCURRENT_REQUESTS=3", "MY_SETTING=x"],
     )
     daemon.wait_state(jobid, "running")
+    wait_log_contains(daemon, "testproject", "slow", jobid, "slow page")
     pid = daemon.job(jobid)[1]["pid"]
     argv = process_argv(pid)
     env = process_env(pid)
@@ -66,8 +77,7 @@ def test_crawl_command_line_and_environment(daemon_factory, egg_file, site, tmp_
 def test_default_version_is_not_named(daemon_factory, egg_file, site):
     daemon = daemon_factory()
     daemon.upload("testproject", "1.0", egg_file)
-    jobid = daemon.schedule("testproject", "slow", base_url=site.url)
-    daemon.wait_state(jobid, "running")
+    jobid = start_slow(daemon, site)
     pid = daemon.job(jobid)[1]["pid"]
     argv, env = process_argv(pid), process_env(pid)
     cancel(daemon, "testproject", jobid)
@@ -113,6 +123,9 @@ def test_max_proc(daemon_factory, egg_file, site):
     assert [job["id"] for job in jobs["pending"]] == [third]
     assert cancel(daemon, "testproject", first) == "running"
     daemon.wait_state(third, "running")
+    # cancel only once Scrapy is crawling: a SIGINT that arrives while Scrapy
+    # is still starting up can be lost (Scrapy's behaviour, not the daemon's)
+    wait_log_contains(daemon, "testproject", "slow", third, "slow page")
     for jobid in (second, third):
         assert cancel(daemon, "testproject", jobid) == "running"
     for jobid in (first, second, third):
@@ -147,7 +160,7 @@ def test_environment_overrides(tmp_path, egg_file):
         root,
         {"http_port": file_port, "python": "/bin/false"},
         env={"SCRAPYD_HTTP_PORT": str(env_port), "SCRAPYD_USERNAME": USERNAME, "SCRAPYD_PASSWORD": PASSWORD,
-             "SCRAPYD_PYTHON": str(daemon_python()), "SCRAPYD_BIND_ADDRESS": ""},
+             "SCRAPYD_PYTHON": sys.executable, "SCRAPYD_BIND_ADDRESS": ""},
     )
     daemon.port, daemon.url, daemon.auth = env_port, f"http://127.0.0.1:{env_port}", (USERNAME, PASSWORD)
     try:
@@ -158,12 +171,6 @@ def test_environment_overrides(tmp_path, egg_file):
         assert daemon.upload("p", "1", egg_file)["spiders"] == 3
     finally:
         daemon.cleanup()
-
-
-def daemon_python():
-    import sys
-
-    return sys.executable
 
 
 def test_unix_socket_and_tcp_together(daemon_factory):
@@ -194,3 +201,18 @@ def test_cancel_with_kill_signal(deployed, site, signal_value):
     assert cancel(daemon, "testproject", jobid, signal=signal_value) == "running"
     daemon.wait_finished(jobid, timeout=30)
     assert "Spider closed" not in daemon.log_path("testproject", "stubborn", jobid).read_text()
+
+
+def test_times_are_local_time(daemon_factory, egg_file, site):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = "Asia/Tokyo"  # UTC+9 all year, so it differs from UTC
+    daemon = daemon_factory(env={"TZ": zone})
+    daemon.upload("testproject", "1.0", egg_file)
+    jobid = daemon.schedule("testproject", "pages", base_url=site.url)
+    entry = daemon.wait_finished(jobid)
+    now = datetime.now(ZoneInfo(zone)).replace(tzinfo=None)
+    for key in ("start_time", "end_time"):
+        shown = datetime.strptime(entry[key], "%Y-%m-%d %H:%M:%S.%f")
+        assert abs(now - shown) < timedelta(minutes=10), (key, entry[key], now)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from conftest import JOBID_RE, NODE_NAME, SITE_TITLES, TIME_RE, expected_json, wait_for
+from conftest import (
+    JOBID_RE,
+    NODE_NAME,
+    SITE_TITLES,
+    TIME_RE,
+    cancel,
+    expected_json,
+    read_items,
+    start_slow,
+    wait_for,
+    wait_log_contains,
+)
 
 PENDING_FIELDS = {"id", "project", "spider", "version", "settings", "args"}
 RUNNING_FIELDS = {"id", "project", "spider", "pid", "start_time", "log_url", "items_url"}
@@ -18,33 +28,6 @@ def assert_fields(entry: dict, required: set):
     keys = set(entry)
     assert required <= keys, f"missing {required - keys} in {entry}"
     assert keys - required <= EXTRA_FIELDS, f"unexpected {keys - required - EXTRA_FIELDS} in {entry}"
-
-
-def read_items(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_log_contains(daemon, project, spider, jobid, text):
-    path = daemon.log_path(project, spider, jobid)
-    wait_for(
-        lambda: path.is_file() and text in path.read_text(errors="replace"),
-        message=f"{text!r} in {path}",
-    )
-
-
-def start_slow(daemon, site, project="testproject", spider="slow", jobid=None):
-    """Schedule a never-ending crawl and wait until it is running and crawling."""
-    params = {"base_url": site.url}
-    if jobid:
-        params["jobid"] = jobid
-    jobid = daemon.schedule(project, spider, **params)
-    daemon.wait_state(jobid, "running")
-    wait_log_contains(daemon, project, spider, jobid, "slow page")
-    return jobid
-
-
-def cancel(daemon, project, jobid, **extra):
-    return daemon.ok("POST", "cancel.json", {"project": project, "job": jobid, **extra})["prevstate"]
 
 
 # --------------------------------------------------------------------------
@@ -222,6 +205,8 @@ def test_cancel_twice_kills_a_crawl_that_ignores_signals(deployed, site):
     assert daemon.job(jobid)[0] == "running"  # it ignored the first one
     assert cancel(daemon, "testproject", jobid) == "running"
     daemon.wait_finished(jobid, timeout=30)
+    # KILLed: Scrapy never got to close the spider
+    assert "Spider closed" not in daemon.log_path("testproject", "stubborn", jobid).read_text()
     # the crawl process is gone
     try:
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
@@ -326,3 +311,65 @@ def test_jobs_to_keep_and_finished_to_keep(daemon_factory, egg_file, site):
 
     wait_for(lambda: kept("logs", ".log"), message="jobs_to_keep=2 (logs)")
     wait_for(lambda: kept("items", ".jl"), message="jobs_to_keep=2 (items)")
+
+
+def test_status_and_listjobs_filter_by_project(daemon_factory, egg_file, site):
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("one", "1", egg_file)
+    daemon.upload("two", "1", egg_file)
+    running = start_slow(daemon, site, project="one")
+    pending = daemon.schedule("one", "pages", base_url=site.url)
+    other = daemon.schedule("two", "pages", base_url=site.url)
+
+    assert daemon.ok("GET", "status.json", {"job": running, "project": "one"})["currstate"] == "running"
+    assert daemon.ok("GET", "status.json", {"job": running, "project": "two"})["currstate"] is None
+    assert daemon.ok("GET", "status.json", {"job": pending, "project": "two"})["currstate"] is None
+    assert daemon.ok("GET", "status.json", {"job": other})["currstate"] == "pending"
+
+    jobs = daemon.listjobs("two")
+    assert jobs["running"] == [] and jobs["finished"] == []
+    assert [job["id"] for job in jobs["pending"]] == [other]
+    jobs = daemon.listjobs("one")
+    assert [job["id"] for job in jobs["running"]] == [running]
+    assert [job["id"] for job in jobs["pending"]] == [pending]
+
+    # cancel only looks in the named project
+    assert cancel(daemon, "two", running) is None
+    assert cancel(daemon, "two", pending) is None
+    assert daemon.job(pending)[0] == "pending"
+    assert cancel(daemon, "two", other) == "pending"
+    assert cancel(daemon, "one", pending) == "pending"
+    assert cancel(daemon, "one", running) == "running"
+    daemon.wait_finished(running)
+
+
+def test_running_entries_always_have_a_pid(daemon_factory, egg_file, site):
+    # ScrapydWeb and others read `pid` and `start_time` of every running entry;
+    # Scrapyd lists a crawl as running only once its process exists.
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("testproject", "1.0", egg_file)
+    jobs = [daemon.schedule("testproject", "pages", base_url=site.url) for _ in range(3)]
+    bad = []
+
+    def all_finished():
+        listing = daemon.listjobs()
+        for entry in listing["running"]:
+            if not isinstance(entry.get("pid"), int) or not TIME_RE.match(entry.get("start_time") or ""):
+                bad.append(entry)
+        return {job["id"] for job in listing["finished"]} == set(jobs)
+
+    wait_for(all_finished, interval=0, message="3 crawls to finish")
+    assert bad == [], bad[:3]
+
+
+def test_unicode_job_id_and_arguments(deployed, site):
+    daemon = deployed
+    jobid = daemon.schedule("testproject", "pages", base_url=site.url, jobid="job ü 1", tag="héllo ✓")
+    entry = daemon.wait_finished(jobid)
+    assert entry["log_url"] == "/logs/testproject/pages/job ü 1.log"
+    assert entry["items_url"] == "/items/testproject/pages/job ü 1.jl"
+    items = read_items(daemon.items_path("testproject", "pages", jobid))
+    assert {(item["tag"], item["job"]) for item in items} == {("héllo ✓", "job ü 1")}
+    response = daemon.request("GET", "/logs/testproject/pages/job%20%C3%BC%201.log")
+    assert response.status_code == 200
+    assert response.content == daemon.log_path("testproject", "pages", jobid).read_bytes()

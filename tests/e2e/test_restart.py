@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import NODE_NAME, SITE_TITLES, wait_for
-from test_crawl import cancel, read_items, start_slow
-
-ALL_SPIDERS = ["pages", "slow", "stubborn"]
+import pytest
+from conftest import ALL_SPIDERS, NODE_NAME, SITE_TITLES, cancel, read_items, start_slow, wait_for
 
 
 def without_running(jobs: dict) -> dict:
@@ -139,3 +137,36 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_crawl_that_ended_while_the_daemon_was_down(daemon_factory, egg_file, site):
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("testproject", "1.0", egg_file)
+    occupier = start_slow(daemon, site)
+    pending = daemon.schedule("testproject", "pages", base_url=site.url)
+    pid = daemon.job(occupier)[1]["pid"]
+
+    daemon.stop()
+    os.killpg(pid, signal.SIGINT)  # Scrapy closes the spider cleanly
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _is_zombie(pid), message="crawl to end")
+    daemon.start()
+
+    entry = daemon.wait_finished(occupier)
+    if "close_reason" in entry:
+        assert entry["close_reason"] == "shutdown"  # read from its log
+    assert entry["log_url"] == f"/logs/testproject/slow/{occupier}.log"
+    daemon.wait_finished(pending)
+    assert sorted(all_ids(daemon.listjobs())) == sorted([occupier, pending])
+
+
+@pytest.mark.parametrize("python", ["/bin/false", "/nonexistent/python"])
+def test_crawl_that_cannot_start_ends_finished(daemon_factory, egg_file, site, python):
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("testproject", "1.0", egg_file)
+    daemon.restart(python=python)
+    first = daemon.schedule("testproject", "pages", base_url=site.url)
+    second = daemon.schedule("testproject", "pages", base_url=site.url)
+    daemon.wait_finished(first)
+    daemon.wait_finished(second)  # the slot was freed
+    assert daemon.ok("GET", "daemonstatus.json") == {
+        "pending": 0, "running": 0, "finished": 2, "status": "ok", "node_name": NODE_NAME}
