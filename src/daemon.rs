@@ -336,15 +336,16 @@ impl Daemon {
 
     /// The Scrapyd state of a job id.
     pub fn job_state(&self, job_id: &str, project: Option<&str>) -> DaemonResult<Option<JobState>> {
-        let name;
-        let filter = match project {
-            Some(wanted) => {
-                name = self.existing_project(wanted)?.name;
-                JobFilter::Project(&name)
-            }
-            None => JobFilter::All,
-        };
+        let name = self.checked_filter(project)?;
+        let filter = name.as_deref().map_or(JobFilter::All, JobFilter::Project);
         Ok(self.store.scrapyd_state(job_id, filter)?)
+    }
+
+    /// The project name a listing is narrowed to, once checked to exist.
+    fn checked_filter(&self, project: Option<&str>) -> DaemonResult<Option<String>> {
+        project
+            .map(|wanted| self.existing_project(wanted).map(|found| found.name))
+            .transpose()
     }
 
     pub fn project_names(&self) -> DaemonResult<Vec<String>> {
@@ -379,14 +380,8 @@ impl Daemon {
 
     /// The jobs Scrapyd would list, optionally for one project.
     pub fn list_jobs(&self, project: Option<&str>) -> DaemonResult<JobListing> {
-        let name;
-        let filter = match project {
-            Some(wanted) => {
-                name = self.existing_project(wanted)?.name;
-                JobFilter::Project(&name)
-            }
-            None => JobFilter::All,
-        };
+        let name = self.checked_filter(project)?;
+        let filter = name.as_deref().map_or(JobFilter::All, JobFilter::Project);
         Ok(JobListing {
             pending: self.store.pending_jobs(filter)?,
             running: self.store.running_jobs(filter)?,
