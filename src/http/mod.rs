@@ -172,7 +172,12 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     if daemon.config.auth_enabled() && !authorized(daemon, &request) {
         return response::unauthorized();
     }
-    let path = collapse_slashes(request.uri().path());
+    let raw_path = request.uri().path();
+    let path = if raw_path.contains("//") {
+        std::borrow::Cow::Owned(collapse_slashes(raw_path))
+    } else {
+        std::borrow::Cow::Borrowed(raw_path)
+    };
     match route(daemon, &path) {
         Route::Endpoint(name) => {
             let (parts, body) = request.into_parts();

@@ -337,7 +337,10 @@ impl Store {
     /// Pending jobs in the order they will run; a job being launched (no
     /// pid yet) comes first.
     pub fn pending_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
-        const WAITING: &str = "(state = 'pending' OR (state = 'running' AND pid IS NULL))";
+        // Two indexed look-ups rather than one OR, which would scan the
+        // whole job history.
+        const WAITING: &str = "seq IN (SELECT seq FROM jobs WHERE state = 'pending'
+            UNION ALL SELECT seq FROM jobs WHERE state = 'running' AND pid IS NULL)";
         const ORDER: &str = "ORDER BY state = 'running' DESC, priority DESC, seq";
         match filter {
             JobFilter::All => self.query_jobs(&format!("WHERE {WAITING} {ORDER}"), []),
@@ -407,8 +410,8 @@ impl Store {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT
-               (SELECT count(*) FROM jobs
-                  WHERE state = 'pending' OR (state = 'running' AND pid IS NULL)),
+               (SELECT count(*) FROM jobs WHERE state = 'pending')
+                 + (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NULL),
                (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NOT NULL),
                (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT ?1))",
         )?;

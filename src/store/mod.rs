@@ -51,6 +51,9 @@ pub struct Store {
     generation: writer::Generation,
     /// `daemonstatus.json` under load costs no query while nothing changes.
     counts: Mutex<Option<CachedCounts>>,
+    /// Bumped after every committed change to projects or versions.
+    catalog_generation: std::sync::atomic::AtomicU64,
+    catalog: Mutex<Option<(u64, std::sync::Arc<projects::Catalog>)>>,
     /// Keeps the folder of a temporary database alive as long as the store.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -160,6 +163,8 @@ impl Store {
             writer,
             generation,
             counts: Mutex::new(None),
+            catalog_generation: std::sync::atomic::AtomicU64::new(0),
+            catalog: Mutex::new(None),
             _temporary: temporary,
         })
     }

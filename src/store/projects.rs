@@ -1,5 +1,8 @@
 //! Projects, their versions (eggs) and their spiders.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreResult};
@@ -26,27 +29,17 @@ pub struct Version {
     pub uploaded_at: f64,
 }
 
-impl Store {
-    pub fn project(&self, name: &str) -> StoreResult<Option<Project>> {
-        let connection = self.read();
-        let project = connection
-            .query_row(
-                "SELECT id, name FROM projects WHERE name = ?1",
-                [name],
-                |row| {
-                    Ok(Project {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(project)
-    }
+/// Every project with its versions, read whole and kept until one of them
+/// changes: scheduling and the listings look projects up on every call.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    /// Sorted by name; each project's versions oldest first.
+    projects: Vec<(Project, Vec<Version>)>,
+}
 
-    /// Every project, sorted by name.
-    pub fn projects(&self) -> StoreResult<Vec<Project>> {
-        let connection = self.read();
+impl Catalog {
+    fn read(connection: &Connection) -> StoreResult<Catalog> {
+        let mut projects: Vec<(Project, Vec<Version>)> = Vec::new();
         let mut statement =
             connection.prepare_cached("SELECT id, name FROM projects ORDER BY name")?;
         let rows = statement.query_map([], |row| {
@@ -55,47 +48,103 @@ impl Store {
                 name: row.get(1)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        for row in rows {
+            projects.push((row?, Vec::new()));
+        }
+        let mut statement = connection.prepare_cached(
+            "SELECT project_id, version, dir_name, settings_module, spiders, uploaded_at FROM versions",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, f64>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (project_id, version, dir_name, settings_module, spiders, uploaded_at) = row?;
+            if let Some((_, versions)) = projects.iter_mut().find(|(p, _)| p.id == project_id) {
+                versions.push(Version {
+                    version,
+                    dir_name,
+                    settings_module,
+                    spiders: serde_json::from_str(&spiders)?,
+                    uploaded_at,
+                });
+            }
+        }
+        for (_, versions) in &mut projects {
+            versions.sort_by(|a, b| compare_versions(&a.version, &b.version));
+        }
+        Ok(Catalog { projects })
+    }
+
+    fn versions_of(&self, project_id: i64) -> &[Version] {
+        self.projects
+            .iter()
+            .find(|(project, _)| project.id == project_id)
+            .map_or(&[], |(_, versions)| versions.as_slice())
+    }
+}
+
+impl Store {
+    /// The catalog as of now: the cached one if nothing changed since it
+    /// was read, else read again.
+    fn catalog(&self) -> StoreResult<Arc<Catalog>> {
+        // Read the generation first: a change committed while the catalog
+        // is being read leaves it marked as old.
+        let generation = self.catalog_generation.load(Ordering::SeqCst);
+        let mut cached = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached_generation, catalog)) = cached.as_ref()
+            && *cached_generation == generation
+        {
+            return Ok(Arc::clone(catalog));
+        }
+        let catalog = Arc::new(Catalog::read(&self.read())?);
+        *cached = Some((generation, Arc::clone(&catalog)));
+        Ok(catalog)
+    }
+
+    /// Marks the catalog as changed; called once a change is committed.
+    fn catalog_changed(&self) {
+        self.catalog_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn project(&self, name: &str) -> StoreResult<Option<Project>> {
+        let catalog = self.catalog()?;
+        Ok(catalog
+            .projects
+            .iter()
+            .find(|(project, _)| project.name == name)
+            .map(|(project, _)| project.clone()))
+    }
+
+    /// Every project, sorted by name.
+    pub fn projects(&self) -> StoreResult<Vec<Project>> {
+        Ok(self
+            .catalog()?
+            .projects
+            .iter()
+            .map(|(project, _)| project.clone())
+            .collect())
     }
 
     /// A project's versions, oldest first by loose-version order, so the
     /// last one is the current version.
     pub fn versions(&self, project_id: i64) -> StoreResult<Vec<Version>> {
-        let connection = self.read();
-        let mut statement = connection.prepare_cached(
-            "SELECT version, dir_name, settings_module, spiders, uploaded_at
-             FROM versions WHERE project_id = ?1",
-        )?;
-        let rows = statement.query_map([project_id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, f64>(4)?,
-            ))
-        })?;
-        let mut versions = Vec::new();
-        for row in rows {
-            let (version, dir_name, settings_module, spiders, uploaded_at) = row?;
-            versions.push(Version {
-                version,
-                dir_name,
-                settings_module,
-                spiders: serde_json::from_str(&spiders)?,
-                uploaded_at,
-            });
-        }
-        versions.sort_by(|a, b| compare_versions(&a.version, &b.version));
-        Ok(versions)
+        Ok(self.catalog()?.versions_of(project_id).to_vec())
     }
 
     /// The named version, or the current one when `version` is `None`.
     pub fn version(&self, project_id: i64, version: Option<&str>) -> StoreResult<Option<Version>> {
-        let versions = self.versions(project_id)?;
+        let catalog = self.catalog()?;
+        let versions = catalog.versions_of(project_id);
         Ok(match version {
-            Some(wanted) => versions.into_iter().find(|v| v.version == wanted),
-            None => versions.into_iter().last(),
+            Some(wanted) => versions.iter().find(|v| v.version == wanted).cloned(),
+            None => versions.last().cloned(),
         })
     }
 
@@ -103,7 +152,7 @@ impl Store {
     /// replacing a version uploaded before under the same name.
     pub fn put_version(&self, project: &str, version: &Version, now: f64) -> StoreResult<Project> {
         let (name, version) = (project.to_string(), version.clone());
-        self.write(move |connection| {
+        let result = self.write(move |connection| {
             connection.execute(
                 "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
                 params![name, now],
@@ -127,7 +176,9 @@ impl Store {
                 ],
             )?;
             Ok(Project { id, name })
-        })
+        });
+        self.catalog_changed();
+        result
     }
 
     /// Deletes one version. When it was the last one the project goes too
@@ -135,7 +186,7 @@ impl Store {
     /// says whether that happened.
     pub fn delete_version(&self, project: &Project, version: &str, now: f64) -> StoreResult<bool> {
         let (project_id, version) = (project.id, version.to_string());
-        self.write(move |connection| {
+        let result = self.write(move |connection| {
             connection.execute(
                 "DELETE FROM versions WHERE project_id = ?1 AND version = ?2",
                 params![project_id, version],
@@ -149,7 +200,9 @@ impl Store {
                 delete_project_in(connection, project_id, now)?;
             }
             Ok(left == 0)
-        })
+        });
+        self.catalog_changed();
+        result
     }
 
     /// Deletes a project, its versions and spider ids. Its pending jobs are
@@ -157,7 +210,9 @@ impl Store {
     /// on and are recorded when they end. Returns how many were cancelled.
     pub fn delete_project(&self, project: &Project, now: f64) -> StoreResult<usize> {
         let project_id = project.id;
-        self.write(move |connection| delete_project_in(connection, project_id, now))
+        let result = self.write(move |connection| delete_project_in(connection, project_id, now));
+        self.catalog_changed();
+        result
     }
 
     /// The id of a spider if it has one already.
