@@ -303,7 +303,7 @@ impl Daemon {
                 pending_time: clock::now(),
             })
             .await?;
-        self.supervisor.wake();
+        self.supervisor.job_queued();
         Ok(job)
     }
 

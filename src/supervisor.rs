@@ -65,6 +65,15 @@ impl Supervisor {
         self.wake.notify_one();
     }
 
+    /// [`Supervisor::wake`], only if a slot is free: when all are taken,
+    /// the next crawl to end wakes the launcher anyway, and a busy node is
+    /// spared a wake-up per schedule.
+    pub fn job_queued(&self) {
+        if self.free_slots() > 0 {
+            self.wake();
+        }
+    }
+
     /// Adopts crawls left by a previous daemon, then launches jobs as slots
     /// free up, for ever.
     pub async fn run(self: Arc<Self>) {

@@ -172,36 +172,66 @@ impl Store {
     pub async fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
         let new = new.clone();
         self.write_async(move |connection| {
+            // Cached statements: this runs once per schedule, in the
+            // writer's critical path.
             let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
-            let counter: i64 = connection.query_row(
-                "UPDATE spiders SET last_counter = last_counter + 1
-                 WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
-                params![new.project_id, spider_id],
-                |row| row.get(0),
-            )?;
-            let seq: i64 = connection.query_row(
-                "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                                   state, priority, units, args, settings, tags, pending_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
-                 RETURNING seq",
-                params![
-                    new.job_id,
-                    new.project_id,
-                    spider_id,
-                    counter,
-                    new.project,
-                    new.spider,
-                    new.version,
-                    new.priority,
-                    new.units,
-                    serde_json::to_string(&new.args)?,
-                    serde_json::to_string(&new.settings)?,
-                    serde_json::to_string(&new.tags)?,
-                    new.pending_time,
-                ],
-                |row| row.get(0),
-            )?;
-            job_on(connection, seq)
+            let counter: i64 = connection
+                .prepare_cached(
+                    "UPDATE spiders SET last_counter = last_counter + 1
+                     WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
+                )?
+                .query_row(params![new.project_id, spider_id], |row| row.get(0))?;
+            let seq: i64 = connection
+                .prepare_cached(
+                    "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
+                                       state, priority, units, args, settings, tags, pending_time)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
+                     RETURNING seq",
+                )?
+                .query_row(
+                    params![
+                        new.job_id,
+                        new.project_id,
+                        spider_id,
+                        counter,
+                        new.project,
+                        new.spider,
+                        new.version,
+                        new.priority,
+                        new.units,
+                        serde_json::to_string(&new.args)?,
+                        serde_json::to_string(&new.settings)?,
+                        serde_json::to_string(&new.tags)?,
+                        new.pending_time,
+                    ],
+                    |row| row.get(0),
+                )?;
+            Ok(Job {
+                seq,
+                job_id: new.job_id,
+                project_id: new.project_id,
+                spider_id,
+                counter,
+                project: new.project,
+                spider: new.spider,
+                version: new.version,
+                run_version: None,
+                state: JobState::Pending,
+                priority: new.priority,
+                units: new.units,
+                args: new.args,
+                settings: new.settings,
+                tags: new.tags,
+                pending_time: new.pending_time,
+                start_time: None,
+                end_time: None,
+                pid: None,
+                pid_start_ticks: None,
+                exit_code: None,
+                close_reason: None,
+                cancel_count: 0,
+                listed: true,
+            })
         })
         .await
     }

@@ -247,11 +247,8 @@ pub(super) fn spider_id_in(
     spider: &str,
 ) -> StoreResult<i64> {
     let existing: Option<i64> = connection
-        .query_row(
-            "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
-            params![project_id, spider],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2")?
+        .query_row(params![project_id, spider], |row| row.get(0))
         .optional()?;
     if let Some(id) = existing {
         return Ok(id);

@@ -117,15 +117,13 @@ fn write_loop(connection: &Connection, receiver: &Receiver<Change>, generation: 
         }
         let mut completions = Vec::with_capacity(batch.len());
         for change in batch {
-            let savepoint = connection.execute_batch("SAVEPOINT change");
+            let savepoint = run_cached(connection, "SAVEPOINT change");
             let (succeeded, completion) = change(Ok(connection));
             if savepoint.is_ok() {
-                let end = if succeeded {
-                    "RELEASE change"
-                } else {
-                    "ROLLBACK TO change; RELEASE change"
-                };
-                let _ = connection.execute_batch(end);
+                if !succeeded {
+                    let _ = run_cached(connection, "ROLLBACK TO change");
+                }
+                let _ = run_cached(connection, "RELEASE change");
             }
             completions.push(completion);
         }
@@ -142,4 +140,9 @@ fn write_loop(connection: &Connection, receiver: &Receiver<Change>, generation: 
             completion(commit.clone());
         }
     }
+}
+
+/// Runs a statement without parameters, parsed once per connection.
+fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute([])
 }
