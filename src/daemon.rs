@@ -39,6 +39,9 @@ pub enum DaemonError {
     BadSignal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A task of the daemon's own failed (a bug, not the request's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -123,7 +126,7 @@ impl Daemon {
         let egg_for_check = egg.clone();
         let info = tokio::task::spawn_blocking(move || eggs::inspect_egg(&egg_for_check, &limits))
             .await
-            .map_err(|e| DaemonError::Runner(e.to_string()))??;
+            .map_err(|e| DaemonError::Internal(e.to_string()))??;
         names::check_project(project)?;
         names::check_version(version)?;
         let _upload = self.uploads.lock().await;
@@ -160,7 +163,7 @@ impl Daemon {
         let (egg_bytes, staging_dir) = (egg.clone(), staging.to_path_buf());
         tokio::task::spawn_blocking(move || eggs::unpack_egg(&egg_bytes, &staging_dir, &limits))
             .await
-            .map_err(|e| DaemonError::Runner(e.to_string()))??;
+            .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
         let mut record = Version {
             version: version.to_string(),
