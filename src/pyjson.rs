@@ -9,8 +9,25 @@ use serde_json::Value;
 
 /// Encodes `value` as Python's `json.dumps(value)` would.
 pub fn to_vec(value: &Value) -> Vec<u8> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(128);
     write_value(&mut out, value);
+    out.into_bytes()
+}
+
+/// Encodes one object from its entries in order, as [`to_vec`] would the
+/// same object, without building it first (every API answer is one).
+pub fn object_to_vec<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Vec<u8> {
+    let mut out = String::with_capacity(128);
+    out.push('{');
+    for (index, (key, item)) in entries.into_iter().enumerate() {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        write_string(&mut out, key);
+        out.push_str(": ");
+        write_value(&mut out, item);
+    }
+    out.push('}');
     out.into_bytes()
 }
 
@@ -123,6 +140,16 @@ mod tests {
         );
         assert_eq!(dumps(json!({})), "{}");
         assert_eq!(dumps(json!([])), "[]");
+    }
+
+    #[test]
+    fn objects_from_entries_match_whole_objects() {
+        let (a, b) = (json!(1), json!(["x"]));
+        assert_eq!(
+            object_to_vec([("a", &a), ("b", &b)]),
+            to_vec(&json!({"a": 1, "b": ["x"]}))
+        );
+        assert_eq!(object_to_vec([]), b"{}");
     }
 
     #[test]

@@ -52,14 +52,16 @@ fn with_cors(mut response: HttpResponse, methods: Methods) -> HttpResponse {
 
 /// A JSON answer: `fields`, then `status`, then `node_name`, HTTP 200.
 fn envelope(
-    mut fields: Map<String, Value>,
+    fields: Map<String, Value>,
     status: &str,
     node_name: &str,
     methods: Methods,
 ) -> HttpResponse {
-    fields.insert("status".into(), Value::from(status));
-    fields.insert("node_name".into(), Value::from(node_name));
-    let mut body = crate::pyjson::to_vec(&Value::Object(fields));
+    let (status, node_name) = (Value::from(status), Value::from(node_name));
+    let entries = fields.iter().map(|(key, value)| (key.as_str(), value));
+    let mut body = crate::pyjson::object_to_vec(
+        entries.chain([("status", &status), ("node_name", &node_name)]),
+    );
     body.push(b'\n');
     let response = Response::builder()
         .status(StatusCode::OK)
