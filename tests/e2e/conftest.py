@@ -537,6 +537,16 @@ def wait_log_contains(daemon, project, spider, jobid, text):
     )
 
 
+def process_gone(pid: int) -> bool:
+    """Whether a process has ended: no longer in /proc, or a zombie waiting
+    to be reaped by whichever process adopted it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def start_slow(daemon, site, project="testproject", spider="slow", jobid=None):
     """Schedule a never-ending crawl and wait until it is running and crawling."""
     params = {"base_url": site.url}

@@ -10,24 +10,7 @@ import os
 import signal
 import sqlite3
 
-from conftest import wait_for
-
-
-def start_slow(daemon, site, project="testproject"):
-    jobid = daemon.schedule(project, "slow", base_url=site.url)
-    daemon.wait_state(jobid, "running")
-    log = daemon.log_path(project, "slow", jobid)
-    # Running for real: Scrapy has fetched a page.
-    wait_for(lambda: log.exists() and "slow page" in log.read_text(errors="replace"), message="the slow crawl to fetch")
-    return jobid
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+from conftest import process_gone, start_slow, wait_for
 
 
 def launches(daemon, jobid: str) -> int:
@@ -48,7 +31,7 @@ def test_kill9_with_running_and_pending_crawls(daemon_factory, egg_file, site):
     before = daemon.listjobs()
 
     daemon.kill9()
-    assert not is_gone(pid), "the crawl must survive its daemon"
+    assert not process_gone(pid), "the crawl must survive its daemon"
     daemon.start()
 
     # Adopted: still running with the same pid; the pending job still waits
@@ -81,7 +64,7 @@ def test_crawl_that_finished_while_the_daemon_was_down(daemon_factory, egg_file,
     pid = daemon.job(jobid)[1]["pid"] or wait_for(lambda: daemon.job(jobid)[1]["pid"], message="a pid")
 
     daemon.kill9()
-    wait_for(lambda: is_gone(pid), message="the crawl to end on its own")
+    wait_for(lambda: process_gone(pid), message="the crawl to end on its own")
     daemon.start()
 
     entry = daemon.wait_finished(jobid)
@@ -98,7 +81,7 @@ def test_crawl_killed_while_the_daemon_was_down_is_lost(daemon_factory, egg_file
 
     daemon.kill9()
     os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_for(lambda: is_gone(pid), message="the crawl to die")
+    wait_for(lambda: process_gone(pid), message="the crawl to die")
     daemon.start()
 
     entry = daemon.wait_finished(jobid)
@@ -124,7 +107,7 @@ def test_a_live_process_with_another_start_time_is_not_the_crawl(daemon_factory,
     entry = daemon.wait_finished(jobid)
     assert entry["close_reason"] == "lost"
     # The daemon did not touch the process it did not recognise.
-    assert not is_gone(pid)
+    assert not process_gone(pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
@@ -135,7 +118,7 @@ def test_sigterm_leaves_crawls_running_for_the_next_start(daemon_factory, egg_fi
     pid = daemon.job(jobid)[1]["pid"]
 
     daemon.stop()
-    assert not is_gone(pid)
+    assert not process_gone(pid)
     log = daemon.log_path("testproject", "slow", jobid)
     size = log.stat().st_size
     wait_for(lambda: log.stat().st_size > size, message="the crawl to keep crawling without its daemon")

@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import ALL_SPIDERS, NODE_NAME, SITE_TITLES, cancel, read_items, start_slow, wait_for
+from conftest import ALL_SPIDERS, NODE_NAME, SITE_TITLES, cancel, process_gone, read_items, start_slow, wait_for
 
 
 def without_running(jobs: dict) -> dict:
@@ -122,21 +122,13 @@ def test_crawl_dead_during_a_kill9_is_finished_after_restart(daemon_factory, egg
 
     daemon.kill9()
     os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _is_zombie(pid), message="crawl to die")
+    wait_for(lambda: process_gone(pid), message="crawl to die")
     daemon.start()
 
     daemon.wait_finished(occupier)
     daemon.wait_finished(pending)
     ids = all_ids(daemon.listjobs())
     assert sorted(ids) == sorted([occupier, pending])
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_crawl_that_ended_while_the_daemon_was_down(daemon_factory, egg_file, site):
@@ -148,7 +140,7 @@ def test_crawl_that_ended_while_the_daemon_was_down(daemon_factory, egg_file, si
 
     daemon.stop()
     os.killpg(pid, signal.SIGINT)  # Scrapy closes the spider cleanly
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _is_zombie(pid), message="crawl to end")
+    wait_for(lambda: process_gone(pid), message="crawl to end")
     daemon.start()
 
     entry = daemon.wait_finished(occupier)
