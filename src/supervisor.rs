@@ -103,7 +103,12 @@ impl Supervisor {
     }
 
     fn free_slots(&self) -> u32 {
-        let used: u32 = self.crawls().values().map(|c| c.units).sum();
+        self.free_slots_among(&self.crawls())
+    }
+
+    /// The slots not taken by `crawls` (for a caller already holding them).
+    fn free_slots_among(&self, crawls: &HashMap<i64, Crawl>) -> u32 {
+        let used: u32 = crawls.values().map(|c| c.units).sum();
         self.slots().saturating_sub(used)
     }
 
@@ -111,8 +116,7 @@ impl Supervisor {
     fn launch_ready(self: &Arc<Self>) {
         let mut crawls = self.crawls();
         loop {
-            let used: u32 = crawls.values().map(|c| c.units).sum();
-            let free = self.slots().saturating_sub(used);
+            let free = self.free_slots_among(&crawls);
             if free == 0 {
                 return;
             }

@@ -37,11 +37,6 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Sorts oldest first (the last element is the current version).
-pub fn sort_versions(versions: &mut [String]) {
-    versions.sort_by(|a, b| compare_versions(a, b));
-}
-
 /// One piece of a version string. The variant order is the sort order: a
 /// number sorts before a text at the same position, as in LooseVersion
 /// (where it was Python 2's int-before-str rule).
@@ -130,7 +125,7 @@ mod tests {
 
     fn sorted(versions: &[&str]) -> Vec<String> {
         let mut versions: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
-        sort_versions(&mut versions);
+        versions.sort_by(|a, b| compare_versions(a, b));
         versions
     }
 

@@ -50,18 +50,12 @@ fn with_cors(mut response: HttpResponse, methods: Methods) -> HttpResponse {
     response
 }
 
-/// A JSON answer: `fields`, then `status`, then `node_name`, HTTP 200.
-fn envelope(
-    fields: Map<String, Value>,
-    status: &str,
-    node_name: &str,
+/// A JSON answer, HTTP 200 whatever it says, with Scrapyd's headers.
+fn json_response<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Value)>,
     methods: Methods,
 ) -> HttpResponse {
-    let (status, node_name) = (Value::from(status), Value::from(node_name));
-    let entries = fields.iter().map(|(key, value)| (key.as_str(), value));
-    let mut body = crate::pyjson::object_to_vec(
-        entries.chain([("status", &status), ("node_name", &node_name)]),
-    );
+    let mut body = crate::pyjson::object_to_vec(entries);
     body.push(b'\n');
     let response = Response::builder()
         .status(StatusCode::OK)
@@ -71,23 +65,32 @@ fn envelope(
     with_cors(response, methods)
 }
 
+/// Success: `fields`, then `status`, then `node_name`.
 pub fn json_ok(fields: Map<String, Value>, node_name: &str, methods: Methods) -> HttpResponse {
-    envelope(fields, "ok", node_name, methods)
+    let (status, node_name) = (Value::from("ok"), Value::from(node_name));
+    let entries = fields.iter().map(|(key, value)| (key.as_str(), value));
+    json_response(
+        entries.chain([("status", &status), ("node_name", &node_name)]),
+        methods,
+    )
 }
 
-/// Scrapyd's error answer: HTTP 200 with `status: error`.
+/// Scrapyd's error answer: HTTP 200 with `status: error`, then `message`,
+/// then `node_name`.
 pub fn json_error(message: &str, node_name: &str, methods: Methods) -> HttpResponse {
-    let mut fields = Map::new();
-    fields.insert("status".into(), Value::from("error"));
-    fields.insert("message".into(), Value::from(message));
-    fields.insert("node_name".into(), Value::from(node_name));
-    let mut body = crate::pyjson::to_vec(&Value::Object(fields));
-    body.push(b'\n');
-    let response = Response::builder()
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default();
-    with_cors(response, methods)
+    let (status, message, node_name) = (
+        Value::from("error"),
+        Value::from(message),
+        Value::from(node_name),
+    );
+    json_response(
+        [
+            ("status", &status),
+            ("message", &message),
+            ("node_name", &node_name),
+        ],
+        methods,
+    )
 }
 
 /// With `debug` on, Scrapyd answers errors with the error's text itself.

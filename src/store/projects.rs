@@ -214,19 +214,6 @@ impl Store {
         self.catalog_changed();
         result
     }
-
-    /// The id of a spider if it has one already.
-    pub fn existing_spider_id(&self, project_id: i64, spider: &str) -> StoreResult<Option<i64>> {
-        let connection = self.read();
-        let id = connection
-            .query_row(
-                "SELECT id FROM spiders WHERE project_id = ?1 AND name = ?2",
-                params![project_id, spider],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(id)
-    }
 }
 
 fn delete_project_in(connection: &Connection, project_id: i64, now: f64) -> StoreResult<usize> {
