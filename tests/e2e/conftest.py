@@ -558,6 +558,15 @@ def start_slow(daemon, site, project="testproject", spider="slow", jobid=None):
     return jobid
 
 
+def daemon_with_slow_crawl(daemon_factory, egg_file, site):
+    """A one-slot daemon with tests/testproject deployed and its slot held by
+    a never-ending crawl: `(daemon, jobid, pid)`."""
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("testproject", "1.0", egg_file)
+    jobid = start_slow(daemon, site)
+    return daemon, jobid, daemon.job(jobid)[1]["pid"]
+
+
 def cancel(daemon, project, jobid, **extra):
     return daemon.ok("POST", "cancel.json", {"project": project, "job": jobid, **extra})["prevstate"]
 

@@ -10,7 +10,7 @@ import os
 import signal
 import sqlite3
 
-from conftest import process_gone, start_slow, wait_for
+from conftest import daemon_with_slow_crawl, process_gone, start_slow, wait_for
 
 
 def launches(daemon, jobid: str) -> int:
@@ -74,10 +74,7 @@ def test_crawl_that_finished_while_the_daemon_was_down(daemon_factory, egg_file,
 
 
 def test_crawl_killed_while_the_daemon_was_down_is_lost(daemon_factory, egg_file, site):
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    jobid = start_slow(daemon, site)
-    pid = daemon.job(jobid)[1]["pid"]
+    daemon, jobid, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
 
     daemon.kill9()
     os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -92,10 +89,7 @@ def test_crawl_killed_while_the_daemon_was_down_is_lost(daemon_factory, egg_file
 def test_a_live_process_with_another_start_time_is_not_the_crawl(daemon_factory, egg_file, site):
     """A pid reused by another program must not be taken for the crawl: the
     record's process start time no longer matches, so the job is finished."""
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    jobid = start_slow(daemon, site)
-    pid = daemon.job(jobid)[1]["pid"]
+    daemon, jobid, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
 
     daemon.kill9()
     database = sqlite3.connect(daemon.dirs["dbs"] / "scrapyd-rs.sqlite")
@@ -112,10 +106,7 @@ def test_a_live_process_with_another_start_time_is_not_the_crawl(daemon_factory,
 
 
 def test_sigterm_leaves_crawls_running_for_the_next_start(daemon_factory, egg_file, site):
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    jobid = start_slow(daemon, site)
-    pid = daemon.job(jobid)[1]["pid"]
+    daemon, jobid, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
 
     daemon.stop()
     assert not process_gone(pid)

@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import ALL_SPIDERS, NODE_NAME, SITE_TITLES, cancel, process_gone, read_items, start_slow, wait_for
+from conftest import ALL_SPIDERS, NODE_NAME, SITE_TITLES, cancel, daemon_with_slow_crawl, process_gone, read_items, start_slow, wait_for
 
 
 def without_running(jobs: dict) -> dict:
@@ -95,10 +95,7 @@ def test_restart_keeps_pending_and_finished_jobs(daemon_factory, egg_file, site)
 
 
 def test_running_crawl_survives_a_restart(daemon_factory, egg_file, site):
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    occupier = start_slow(daemon, site)
-    pid = daemon.job(occupier)[1]["pid"]
+    daemon, occupier, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
 
     daemon.restart()
 
@@ -114,11 +111,8 @@ def test_running_crawl_survives_a_restart(daemon_factory, egg_file, site):
 
 
 def test_crawl_dead_during_a_kill9_is_finished_after_restart(daemon_factory, egg_file, site):
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    occupier = start_slow(daemon, site)
+    daemon, occupier, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
     pending = daemon.schedule("testproject", "pages", base_url=site.url)
-    pid = daemon.job(occupier)[1]["pid"]
 
     daemon.kill9()
     os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -132,11 +126,8 @@ def test_crawl_dead_during_a_kill9_is_finished_after_restart(daemon_factory, egg
 
 
 def test_crawl_that_ended_while_the_daemon_was_down(daemon_factory, egg_file, site):
-    daemon = daemon_factory(max_proc=1)
-    daemon.upload("testproject", "1.0", egg_file)
-    occupier = start_slow(daemon, site)
+    daemon, occupier, pid = daemon_with_slow_crawl(daemon_factory, egg_file, site)
     pending = daemon.schedule("testproject", "pages", base_url=site.url)
-    pid = daemon.job(occupier)[1]["pid"]
 
     daemon.stop()
     os.killpg(pid, signal.SIGINT)  # Scrapy closes the spider cleanly
