@@ -96,8 +96,10 @@ pub struct Config {
     pub cancel_timeout: Option<Duration>,
     /// Limits applied to uploaded eggs.
     pub egg_limits: EggLimits,
-    /// The largest request body accepted, in bytes.
+    /// The largest egg upload (`addversion.json`) accepted, in bytes.
     pub max_body_size: usize,
+    /// The largest body of every other request, in bytes.
+    pub max_request_body_size: usize,
     /// How long a client may take to send its headers, and its body.
     pub http_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
@@ -230,6 +232,7 @@ impl Config {
                 max_entries: options.number("egg_max_entries", 20_000)?,
             },
             max_body_size: options.number("max_body_size", 256 * 1024 * 1024)?,
+            max_request_body_size: options.number("max_request_body_size", 1024 * 1024)?,
             http_timeout: Duration::from_secs_f64(
                 options.number::<f64>("http_timeout", 30.0)?.max(0.1),
             ),

@@ -14,7 +14,10 @@ use crate::config::Config;
 use crate::eggs::{self, EggError};
 use crate::names::{self, DirectoryTraversal};
 use crate::runner;
-use crate::store::{Job, JobFilter, JobState, NewJob, Project, Store, StoreError, Version};
+use crate::store::{
+    Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project, Store, StoreError,
+    Version,
+};
 use crate::supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,17 @@ pub enum DaemonError {
     BadSetting(usize),
     #[error("signal '{0}' is not a signal name or number")]
     BadSignal(String),
+    /// A spider argument or setting no process could be started with.
+    #[error("{kind} '{name}' cannot be passed to a process: {reason}")]
+    Unpassable {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "spider arguments and settings cannot be passed to a process: {total} bytes in all, at most {limit}"
+    )]
+    ArgumentsTooLong { total: usize, limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A task of the daemon's own failed (a bug, not the request's fault).
@@ -74,12 +88,12 @@ pub struct ScheduleRequest {
     pub tags: Vec<String>,
 }
 
-/// The three lists of `listjobs.json` and the jobs page.
-#[derive(Debug, Default)]
+/// The three sections of `listjobs.json` and the jobs page (pending,
+/// running, finished), each read a page at a time with
+/// [`Daemon::read_jobs`].
+#[derive(Debug)]
 pub struct JobListing {
-    pub pending: Vec<Job>,
-    pub running: Vec<Job>,
-    pub finished: Vec<Job>,
+    pub sections: [JobCursor; 3],
 }
 
 pub struct Daemon {
@@ -280,6 +294,7 @@ impl Daemon {
             return Err(DaemonError::SpiderNotFound(request.spider));
         }
         let settings = parse_settings(&request.settings)?;
+        check_passable(&settings, &request.args)?;
         let job_id = request
             .job_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -381,17 +396,30 @@ impl Daemon {
         }
     }
 
-    /// The jobs Scrapyd would list, optionally for one project.
+    /// The jobs Scrapyd would list, optionally for one project: the
+    /// project is checked now, the jobs are read as the listing is written.
     pub fn list_jobs(&self, project: Option<&str>) -> DaemonResult<JobListing> {
         let name = self.checked_filter(project)?;
-        let filter = name.as_deref().map_or(JobFilter::All, JobFilter::Project);
+        let cursor = |section| JobCursor::new(section, name.as_deref());
         Ok(JobListing {
-            pending: self.store.pending_jobs(filter)?,
-            running: self.store.running_jobs(filter)?,
-            finished: self
-                .store
-                .finished_jobs(self.config.finished_to_keep, filter)?,
+            sections: [
+                cursor(JobSection::Pending),
+                cursor(JobSection::Running),
+                cursor(JobSection::Finished {
+                    keep: self.config.finished_to_keep,
+                }),
+            ],
         })
+    }
+
+    /// The next page of up to `max_rows` jobs of a listing's section.
+    pub fn read_jobs(
+        &self,
+        cursor: &mut JobCursor,
+        max_rows: usize,
+        visit: &mut dyn FnMut(&JobView),
+    ) -> DaemonResult<()> {
+        Ok(self.store.read_jobs(cursor, max_rows, visit)?)
     }
 
     /// Deletes one version, and the project with its last version.
@@ -429,9 +457,14 @@ impl Daemon {
     }
 
     /// The log and items files of a job, where they exist.
-    pub fn job_files(&self, job: &Job) -> (Option<PathBuf>, Option<PathBuf>) {
+    pub fn job_files(
+        &self,
+        project: &str,
+        spider: &str,
+        job_id: &str,
+    ) -> (Option<PathBuf>, Option<PathBuf>) {
         let existing = |dir: Option<&Path>, extension| {
-            dir.map(|dir| runner::job_file(dir, job, extension))
+            dir.map(|dir| runner::job_path(dir, project, spider, job_id, extension))
                 .filter(|path| path.is_file())
         };
         (
@@ -453,6 +486,69 @@ fn parse_settings(texts: &[String]) -> DaemonResult<Vec<(String, String)>> {
         }
     }
     Ok(settings)
+}
+
+/// The longest single argument Linux passes to a process
+/// (`MAX_ARG_STRLEN`), its terminating NUL included.
+const MAX_ARGUMENT_BYTES: usize = 128 * 1024;
+
+/// Room kept on the command line for what the daemon adds to a crawl's
+/// (interpreter, `LOG_FILE`, `FEEDS`, `JOBDIR`, `_job`, `_version`).
+const DAEMON_ARGUMENT_BYTES: usize = 16 * 1024;
+
+/// Refuses settings and spider arguments that no process could be started
+/// with (`E2BIG`, or a NUL that would cut them short), so that such a job
+/// is never stored only to fail at launch.
+fn check_passable(settings: &[(String, String)], args: &[(String, String)]) -> DaemonResult<()> {
+    let mut total = 0;
+    let all = settings
+        .iter()
+        .map(|pair| ("setting", pair))
+        .chain(args.iter().map(|pair| ("spider argument", pair)));
+    for (kind, (name, value)) in all {
+        let unpassable = |reason: String| DaemonError::Unpassable {
+            kind,
+            name: name.clone(),
+            reason,
+        };
+        if name.contains('\0') || value.contains('\0') {
+            return Err(unpassable("it contains a NUL byte".into()));
+        }
+        // `NAME=VALUE` and its NUL, after a `-s`/`-a` of its own; each
+        // with its pointer in argv.
+        let length = name.len() + 1 + value.len() + 1;
+        if length > MAX_ARGUMENT_BYTES {
+            return Err(unpassable(format!(
+                "{} bytes, at most {} in one argument",
+                length - 1,
+                MAX_ARGUMENT_BYTES - 1
+            )));
+        }
+        total += length + 3 + 2 * std::mem::size_of::<usize>();
+    }
+    let limit = argument_room();
+    if total > limit {
+        return Err(DaemonError::ArgumentsTooLong { total, limit });
+    }
+    Ok(())
+}
+
+/// What a crawl's settings and arguments may take of the command line:
+/// `ARG_MAX` less the environment it inherits and the daemon's own part.
+fn argument_room() -> usize {
+    static ROOM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROOM.get_or_init(|| {
+        use nix::unistd::{SysconfVar, sysconf};
+        let arg_max = sysconf(SysconfVar::ARG_MAX)
+            .ok()
+            .flatten()
+            .and_then(|value| usize::try_from(value).ok())
+            .unwrap_or(128 * 1024);
+        let environment: usize = std::env::vars_os()
+            .map(|(name, value)| name.len() + value.len() + 2 + std::mem::size_of::<usize>())
+            .sum();
+        arg_max.saturating_sub(environment + DAEMON_ARGUMENT_BYTES)
+    })
 }
 
 /// A signal given by name (`INT`, `SIGTERM`, case-insensitive) or number.
@@ -500,6 +596,32 @@ mod tests {
                 .to_string(),
             "ValueError: dictionary update sequence element #2 has length 1; 2 is required"
         );
+    }
+
+    #[test]
+    fn arguments_a_process_cannot_take_are_refused() {
+        let pair = |name: &str, value: String| vec![(name.to_string(), value)];
+        assert!(check_passable(&pair("A", "1".into()), &pair("a", "x".repeat(1000))).is_ok());
+        let long = "x".repeat(MAX_ARGUMENT_BYTES);
+        assert_eq!(
+            check_passable(&[], &pair("a", long))
+                .unwrap_err()
+                .to_string(),
+            "spider argument 'a' cannot be passed to a process: 131074 bytes, at most 131071 in one argument"
+        );
+        assert_eq!(
+            check_passable(&pair("S", "a\0b".into()), &[])
+                .unwrap_err()
+                .to_string(),
+            "setting 'S' cannot be passed to a process: it contains a NUL byte"
+        );
+        let many: Vec<(String, String)> = (0..100)
+            .map(|index| (format!("a{index}"), "x".repeat(100_000)))
+            .collect();
+        assert!(matches!(
+            check_passable(&[], &many),
+            Err(DaemonError::ArgumentsTooLong { .. })
+        ));
     }
 
     #[test]

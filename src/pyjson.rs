@@ -72,7 +72,8 @@ fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-fn write_string(out: &mut String, text: &str) {
+/// Appends `text` as a JSON string, non-ASCII escaped as Python does.
+pub fn write_string(out: &mut String, text: &str) {
     out.push('"');
     for character in text.chars() {
         match character {

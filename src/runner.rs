@@ -23,9 +23,14 @@ pub fn egg_file(config: &Config, project: &str, dir_name: &str) -> PathBuf {
 
 /// `<dir>/<project>/<spider>/<job>.<extension>`, the Scrapyd file layout.
 pub fn job_file(dir: &Path, job: &Job, extension: &str) -> PathBuf {
-    dir.join(&job.project)
-        .join(&job.spider)
-        .join(format!("{}.{extension}", job.job_id))
+    job_path(dir, &job.project, &job.spider, &job.job_id, extension)
+}
+
+/// [`job_file`] from the three names.
+pub fn job_path(dir: &Path, project: &str, spider: &str, job_id: &str, extension: &str) -> PathBuf {
+    dir.join(project)
+        .join(spider)
+        .join(format!("{job_id}.{extension}"))
 }
 
 /// Everything needed to start one crawl.

@@ -2,6 +2,9 @@
 //! router. Each request is parsed here, handed to one endpoint or page, and
 //! answered in Scrapyd's format.
 
+mod body;
+mod connections;
+mod listing;
 mod pages;
 pub mod params;
 mod response;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,12 +25,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
+use self::connections::{Connections, StallGuard};
 use crate::daemon::Daemon;
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<body::Body>;
 
 /// How long in-flight requests may take to finish after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the `503` to a connection the table has no room for may take.
+const REFUSE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// A listener of either kind.
 pub enum Listener {
@@ -43,27 +50,21 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
-    // One permit per open connection: past `max_connections`, new ones wait
-    // in the kernel's backlog instead of exhausting file descriptors.
-    let connections = Arc::new(tokio::sync::Semaphore::new(daemon.config.max_connections));
+    let connections = Connections::new(daemon.config.max_connections);
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
         let (daemon, graceful) = (Arc::clone(&daemon), Arc::clone(&graceful));
         let connections = Arc::clone(&connections);
         accept_loops.spawn(async move {
             loop {
-                let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
-                    return;
-                };
                 let accepted = match &listener {
                     Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| {
                         let _ = stream.set_nodelay(true);
-                        serve_connection(&daemon, &graceful, stream, permit)
+                        serve_connection(&daemon, &graceful, &connections, stream)
                     }),
-                    Listener::Unix(unix) => unix
-                        .accept()
-                        .await
-                        .map(|(stream, _)| serve_connection(&daemon, &graceful, stream, permit)),
+                    Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| {
+                        serve_connection(&daemon, &graceful, &connections, stream)
+                    }),
                 };
                 if let Err(error) = accepted {
                     // Out of file descriptors, say: wait instead of spinning.
@@ -84,30 +85,47 @@ pub async fn serve(
     }
 }
 
+/// Serves one accepted connection until it closes, a newcomer evicts it
+/// while it is idle, or it stops reading its answers.
 fn serve_connection<S>(
     daemon: &Arc<Daemon>,
     graceful: &GracefulShutdown,
+    connections: &Arc<Connections>,
     stream: S,
-    permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let timeout = daemon.config.http_timeout;
+    let Some(admitted) = connections.admit() else {
+        tokio::spawn(connections::refuse(stream, REFUSE_DEADLINE));
+        return;
+    };
+    let tracker = admitted.tracker();
     let daemon = Arc::clone(daemon);
     let service = service_fn(move |request| {
         let daemon = Arc::clone(&daemon);
-        async move { Ok::<_, Infallible>(handle(&daemon, request).await) }
+        let request_in_progress = tracker.begin();
+        async move {
+            let response = handle(&daemon, request).await;
+            Ok::<_, Infallible>(request_in_progress.until_sent(response))
+        }
     });
+    let stream = StallGuard::new(stream, timeout);
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(timeout)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%error, "connection ended with an error");
+        tokio::select! {
+            ended = connection => {
+                if let Err(error) = ended {
+                    debug!(%error, "connection ended with an error");
+                }
+            }
+            () = admitted.evicted() => debug!("idle connection closed to make room"),
         }
-        drop(permit);
+        drop(admitted);
     });
 }
 
@@ -181,7 +199,8 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     match route(daemon, &path) {
         Route::Endpoint(name) => {
             let (parts, body) = request.into_parts();
-            let body = match read_body(daemon, &parts, body).await {
+            let limit = body_limit(&daemon.config, name);
+            let body = match read_body(daemon, &parts, body, limit).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -194,13 +213,23 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     }
 }
 
-/// Reads a request body up to the configured size and within the
-/// configured time. A body announced larger than the limit is refused
-/// before a byte of it is read.
+/// The largest body an endpoint reads: eggs are large, every other
+/// request is a handful of parameters.
+fn body_limit(config: &crate::config::Config, endpoint: &str) -> usize {
+    match endpoint {
+        "addversion.json" => config.max_body_size,
+        _ => config.max_request_body_size,
+    }
+}
+
+/// Reads a request body up to `limit` bytes and within the configured
+/// time. A body announced larger than the limit is refused before a byte
+/// of it is read.
 async fn read_body(
     daemon: &Daemon,
     parts: &hyper::http::request::Parts,
     body: Incoming,
+    limit: usize,
 ) -> Result<Bytes, HttpResponse> {
     if parts.method != Method::POST {
         return Ok(Bytes::new());
@@ -211,10 +240,10 @@ async fn read_body(
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if announced.is_some_and(|length| length > daemon.config.max_body_size as u64) {
+    if announced.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let reading = Limited::new(body, daemon.config.max_body_size).collect();
+    let reading = Limited::new(body, limit).collect();
     let Ok(read) = tokio::time::timeout(daemon.config.http_timeout, reading).await else {
         return Err(response::plain(
             StatusCode::REQUEST_TIMEOUT,

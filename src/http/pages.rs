@@ -6,15 +6,16 @@
 use std::fmt::Write;
 use std::path::{Component, Path, PathBuf};
 
-use bytes::Bytes;
-use http_body_util::Full;
+use std::sync::Arc;
+
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{HttpResponse, base_path, response};
+use super::listing::{self, ListingFormat};
+use super::{HttpResponse, base_path, body, response};
 use crate::clock;
 use crate::daemon::Daemon;
-use crate::store::Job;
+use crate::store::{JobState, JobView};
 
 /// `&`, `<`, `>`, `"` and `'` escaped, as Python's `html.escape`.
 pub fn escape(text: &str) -> String {
@@ -42,10 +43,19 @@ const STYLE: &str = "body { font-family: system-ui, sans-serif; }\n\
     td:nth-child(2), td:nth-child(3) { word-break: break-all; }";
 
 fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    let (head, tail) = page_parts(title);
+    format!("{head}{body}{tail}")
+}
+
+/// What comes before and after a page's body.
+fn page_parts(title: &str) -> (String, &'static str) {
+    (
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <title>{title}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n"
+        ),
+        "</body>\n</html>\n",
     )
 }
 
@@ -88,24 +98,10 @@ pub fn home<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
     response::html(StatusCode::OK, page("Scrapyd", &body))
 }
 
-/// The cells of one `/jobs` row, in column order.
-struct JobRow {
-    project: String,
-    spider: String,
-    job: String,
-    pid: String,
-    start: String,
-    runtime: String,
-    finish: String,
-    log: String,
-    items: String,
-    cancel: String,
-}
-
-/// `/jobs`: pending, running and finished jobs in one table. Each job row
-/// is a bare `<tr>` with one `<td>` per line, which is what ScrapydWeb's
-/// regular expression reads.
-pub fn jobs<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
+/// `/jobs`: pending, running and finished jobs in one table, written as
+/// it is sent. Each job row is a bare `<tr>` with one `<td>` per line,
+/// which is what ScrapydWeb's regular expression reads.
+pub fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse {
     if !is_read(request) {
         return response::method_not_allowed();
     }
@@ -121,121 +117,144 @@ pub fn jobs<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
             );
         }
     };
-    let base = base_path(daemon, request);
-    let show_items = daemon.config.local_items_dir().is_some();
-    let can_cancel = !daemon.config.disabled_services.contains("cancel.json");
-    let now = clock::now();
+    let format = JobsPage {
+        base: escape(&base_path(daemon, request)),
+        show_items: daemon.config.local_items_dir().is_some(),
+        can_cancel: !daemon.config.disabled_services.contains("cancel.json"),
+        now: clock::now(),
+    };
+    let body = listing::stream(Arc::clone(daemon), listing, format);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(body)
+        .unwrap_or_default()
+}
 
-    let row_for = |job: &Job| {
-        let (log, items) = daemon.job_files(job);
+/// The `/jobs` page as a [`ListingFormat`]; `base` is escaped already.
+struct JobsPage {
+    base: String,
+    show_items: bool,
+    can_cancel: bool,
+    now: f64,
+}
+
+impl JobsPage {
+    fn columns(&self) -> usize {
+        8 + usize::from(self.show_items) + usize::from(self.can_cancel)
+    }
+}
+
+const SECTION_TITLES: [&str; 3] = ["Pending", "Running", "Finished"];
+
+impl ListingFormat for JobsPage {
+    fn head(&mut self, out: &mut String) {
+        let (head, _) = page_parts("Scrapyd");
+        out.push_str(&head);
+        let _ = write!(
+            out,
+            "<h1>Jobs</h1>\n<p><a href=\"{}/\">Go up</a></p>\n<table id=\"jobs\">\n<thead>\n<tr>\n",
+            self.base
+        );
+        let mut headers = vec![
+            "Project", "Spider", "Job", "PID", "Start", "Runtime", "Finish", "Log",
+        ];
+        if self.show_items {
+            headers.push("Items");
+        }
+        if self.can_cancel {
+            headers.push("Cancel");
+        }
+        for header in headers {
+            let _ = writeln!(out, "<th>{header}</th>");
+        }
+        out.push_str("</tr>\n</thead>\n");
+    }
+
+    fn section_start(&mut self, section: usize, out: &mut String) {
+        let _ = write!(
+            out,
+            "<tbody>\n<tr>\n<th colspan=\"{}\">{}</th>\n</tr>\n",
+            self.columns(),
+            SECTION_TITLES[section]
+        );
+    }
+
+    fn row(
+        &mut self,
+        daemon: &Daemon,
+        _section: usize,
+        job: &JobView,
+        _first: bool,
+        out: &mut String,
+    ) {
+        let (log, items) = daemon.job_files(job.project, job.spider, job.job_id);
+        let (project, spider, job_id) =
+            (escape(job.project), escape(job.spider), escape(job.job_id));
         let link = |exists: bool, root: &str, extension: &str, label: &str| {
             if exists {
                 format!(
-                    "<a href=\"{}/{root}/{}/{}/{}.{extension}\">{label}</a>",
-                    escape(&base),
-                    escape(&job.project),
-                    escape(&job.spider),
-                    escape(&job.job_id)
+                    "<a href=\"{}/{root}/{project}/{spider}/{job_id}.{extension}\">{label}</a>",
+                    self.base
                 )
             } else {
                 String::new()
             }
         };
-        let start = job
-            .start_time
-            // A job being launched has no process yet: not started to Scrapyd.
-            .filter(|_| job.state == crate::store::JobState::Finished || job.pid.is_some());
+        let finished = job.state == JobState::Finished;
+        // A job being launched has no process yet: not started to Scrapyd.
+        let start = job.start_time.filter(|_| finished || job.pid.is_some());
         let end = job.end_time;
-        JobRow {
-            project: escape(&job.project),
-            spider: escape(&job.spider),
-            job: escape(&job.job_id),
-            pid: match (job.state, job.pid) {
-                (crate::store::JobState::Running, Some(pid)) => pid.to_string(),
-                _ => String::new(),
-            },
-            start: start.map(clock::format_seconds).unwrap_or_default(),
-            runtime: match (start, end) {
-                (Some(s), Some(e)) => clock::format_runtime(e - s),
-                (Some(s), None) => clock::format_runtime(now - s),
-                _ => String::new(),
-            },
-            finish: end.map(clock::format_seconds).unwrap_or_default(),
-            log: link(log.is_some(), "logs", "log", "Log"),
-            items: link(items.is_some(), "items", "jl", "Items"),
-            cancel: if can_cancel && job.state != crate::store::JobState::Finished {
+        let pid = match (job.state, job.pid) {
+            (JobState::Running, Some(pid)) => pid.to_string(),
+            _ => String::new(),
+        };
+        let runtime = match (start, end) {
+            (Some(s), Some(e)) => clock::format_runtime(e - s),
+            (Some(s), None) => clock::format_runtime(self.now - s),
+            _ => String::new(),
+        };
+        let mut cells = vec![
+            project.clone(),
+            spider.clone(),
+            job_id.clone(),
+            pid,
+            start.map(clock::format_seconds).unwrap_or_default(),
+            runtime,
+            end.map(clock::format_seconds).unwrap_or_default(),
+            link(log.is_some(), "logs", "log", "Log"),
+        ];
+        if self.show_items {
+            cells.push(link(items.is_some(), "items", "jl", "Items"));
+        }
+        if self.can_cancel {
+            cells.push(if finished {
+                String::new()
+            } else {
                 format!(
                     "<form method=\"post\" action=\"{}/cancel.json\" onsubmit=\"return confirm('Cancel this job?');\">\
-                     <input type=\"hidden\" name=\"project\" value=\"{}\">\
-                     <input type=\"hidden\" name=\"job\" value=\"{}\">\
+                     <input type=\"hidden\" name=\"project\" value=\"{project}\">\
+                     <input type=\"hidden\" name=\"job\" value=\"{job_id}\">\
                      <input type=\"submit\" value=\"Cancel\"></form>",
-                    escape(&base),
-                    escape(&job.project),
-                    escape(&job.job_id)
+                    self.base
                 )
-            } else {
-                String::new()
-            },
+            });
         }
-    };
+        out.push_str("<tr>\n");
+        for cell in cells {
+            let _ = writeln!(out, "<td>{cell}</td>");
+        }
+        out.push_str("</tr>\n");
+    }
 
-    let mut headers = vec![
-        "Project", "Spider", "Job", "PID", "Start", "Runtime", "Finish", "Log",
-    ];
-    if show_items {
-        headers.push("Items");
+    fn section_end(&mut self, _section: usize, out: &mut String) {
+        out.push_str("</tbody>\n");
     }
-    if can_cancel {
-        headers.push("Cancel");
+
+    fn tail(&mut self, out: &mut String) {
+        out.push_str("</table>\n");
+        out.push_str(page_parts("Scrapyd").1);
     }
-    let mut table = String::from("<table id=\"jobs\">\n<thead>\n<tr>\n");
-    for header in &headers {
-        let _ = writeln!(table, "<th>{header}</th>");
-    }
-    table.push_str("</tr>\n</thead>\n");
-    let sections = [
-        ("Pending", &listing.pending),
-        ("Running", &listing.running),
-        ("Finished", &listing.finished),
-    ];
-    for (title, jobs) in sections {
-        let _ = write!(
-            table,
-            "<tbody>\n<tr>\n<th colspan=\"{}\">{title}</th>\n</tr>\n",
-            headers.len()
-        );
-        for job in jobs.iter() {
-            let row = row_for(job);
-            let mut cells = vec![
-                row.project,
-                row.spider,
-                row.job,
-                row.pid,
-                row.start,
-                row.runtime,
-                row.finish,
-                row.log,
-            ];
-            if show_items {
-                cells.push(row.items);
-            }
-            if can_cancel {
-                cells.push(row.cancel);
-            }
-            table.push_str("<tr>\n");
-            for cell in cells {
-                let _ = writeln!(table, "<td>{cell}</td>");
-            }
-            table.push_str("</tr>\n");
-        }
-        table.push_str("</tbody>\n");
-    }
-    table.push_str("</table>\n");
-    let body = format!(
-        "<h1>Jobs</h1>\n<p><a href=\"{}/\">Go up</a></p>\n{table}",
-        escape(&base)
-    );
-    response::html(StatusCode::OK, page("Scrapyd", &body))
 }
 
 /// `/logs/…` and `/items/…`: files with `Range` support, folders as
@@ -272,7 +291,7 @@ pub async fn files<B>(
             return Response::builder()
                 .status(StatusCode::FOUND)
                 .header(header::LOCATION, location)
-                .body(Full::new(Bytes::new()))
+                .body(body::empty())
                 .unwrap_or_default();
         }
         return directory_listing(&path, &url_path).await;
@@ -459,7 +478,6 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
 }
 
 async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResponse {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -473,21 +491,18 @@ async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResp
             return Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Full::new(Bytes::new()))
+                .body(body::empty())
                 .unwrap_or_default();
         }
     };
-    let mut body = Vec::new();
-    if request.method() != Method::HEAD {
-        let Ok(mut file) = tokio::fs::File::open(path).await else {
+    let body = if request.method() == Method::HEAD {
+        body::empty()
+    } else {
+        let Ok(file) = tokio::fs::File::open(path).await else {
             return response::not_found();
         };
-        if file.seek(std::io::SeekFrom::Start(start)).await.is_err()
-            || file.take(length).read_to_end(&mut body).await.is_err()
-        {
-            return response::not_found();
-        }
-    }
+        body::file_range(file, start, length)
+    };
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, mime)
@@ -501,8 +516,10 @@ async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResp
             format!("bytes {start}-{}/{size}", start + length - 1),
         );
     }
+    // The length is known: a client sees a cut file as cut.
     builder
-        .body(Full::new(Bytes::from(body)))
+        .header(header::CONTENT_LENGTH, length)
+        .body(body)
         .unwrap_or_default()
 }
 

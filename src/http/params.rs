@@ -7,8 +7,12 @@
 use bytes::Bytes;
 
 /// The most parameters one request may carry. Far above what any client
-/// sends; it keeps a hostile request from costing quadratic time.
+/// sends; it keeps a hostile request from costing quadratic time, and is
+/// checked while splitting, so `a&a&a…` costs no more than its bytes.
 pub const MAX_PARAMS: usize = 1000;
+
+/// Bodies up to this size are decoded on the async worker that read them.
+const INLINE_BODY_BYTES: usize = 64 * 1024;
 
 /// A parameter problem, worded as Scrapyd words it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,36 +34,49 @@ pub struct Params {
 
 impl Params {
     /// Reads the query string and, when `content_type` says so, the body.
+    /// A big body (an egg) is decoded on the blocking pool, so the async
+    /// workers keep serving others meanwhile.
     pub async fn parse(
+        query: Option<&str>,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Params, ParamError> {
+        if body.len() <= INLINE_BODY_BYTES {
+            return Params::parse_now(query, content_type, body).await;
+        }
+        let (query, content_type) = (query.map(str::to_string), content_type.map(str::to_string));
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(Params::parse_now(
+                query.as_deref(),
+                content_type.as_deref(),
+                body,
+            ))
+        })
+        .await
+        .map_err(|error| ParamError::MalformedBody(error.to_string()))?
+    }
+
+    async fn parse_now(
         query: Option<&str>,
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Params, ParamError> {
         let mut params = Params::default();
         if let Some(query) = query {
-            let pairs = parse_urlencoded(query.as_bytes());
-            if pairs.len() > MAX_PARAMS {
-                return Err(ParamError::MalformedBody(format!(
-                    "more than {MAX_PARAMS} parameters"
-                )));
-            }
-            params.entries = group(pairs);
+            params.entries = group(parse_urlencoded(query.as_bytes(), MAX_PARAMS)?);
         }
         // The media type is case-insensitive; the multipart boundary is not.
         let content_type = content_type.unwrap_or("");
         let media_type = content_type.to_ascii_lowercase();
+        let room = MAX_PARAMS - params.entries.len();
         let from_body = if media_type.starts_with("application/x-www-form-urlencoded") {
-            parse_urlencoded(&body)
+            parse_urlencoded(&body, room)?
         } else if media_type.starts_with("multipart/form-data") {
-            parse_multipart(content_type, body).await?
+            parse_multipart(content_type, body, room).await?
         } else {
             Vec::new()
         };
-        if params.entries.len() + from_body.len() > MAX_PARAMS {
-            return Err(ParamError::MalformedBody(format!(
-                "more than {MAX_PARAMS} parameters"
-            )));
-        }
         // A body value replaces the query's values of that name in place.
         for (name, values) in group(from_body) {
             match params
@@ -183,20 +200,29 @@ fn python_utf8_error(value: &[u8], error: &std::str::Utf8Error) -> String {
 }
 
 /// Splits `a=1&b=2` into raw byte values: `+` is a space, `%XX` a byte.
-/// Values stay bytes, since an egg may arrive this way.
-pub fn parse_urlencoded(input: &[u8]) -> Vec<(String, Bytes)> {
-    input
+/// Values stay bytes, since an egg may arrive this way. More than `max`
+/// pairs is an error, found before the pair past the limit is decoded.
+pub fn parse_urlencoded(input: &[u8], max: usize) -> Result<Vec<(String, Bytes)>, ParamError> {
+    let mut pairs = Vec::new();
+    for pair in input
         .split(|&byte| byte == b'&')
         .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
-                Some(index) => (&pair[..index], &pair[index + 1..]),
-                None => (pair, &[][..]),
-            };
-            let name = String::from_utf8_lossy(&form_decode(name)).into_owned();
-            (name, Bytes::from(form_decode(value)))
-        })
-        .collect()
+    {
+        if pairs.len() == max {
+            return Err(too_many());
+        }
+        let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+            Some(index) => (&pair[..index], &pair[index + 1..]),
+            None => (pair, &[][..]),
+        };
+        let name = String::from_utf8_lossy(&form_decode(name)).into_owned();
+        pairs.push((name, Bytes::from(form_decode(value))));
+    }
+    Ok(pairs)
+}
+
+fn too_many() -> ParamError {
+    ParamError::MalformedBody(format!("more than {MAX_PARAMS} parameters"))
 }
 
 fn form_decode(raw: &[u8]) -> Vec<u8> {
@@ -210,6 +236,7 @@ fn form_decode(raw: &[u8]) -> Vec<u8> {
 async fn parse_multipart(
     content_type: &str,
     body: Bytes,
+    max: usize,
 ) -> Result<Vec<(String, Bytes)>, ParamError> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| ParamError::MalformedBody(e.to_string()))?;
@@ -223,6 +250,9 @@ async fn parse_multipart(
             .await
             .map_err(|e| ParamError::MalformedBody(e.to_string()))?;
         let Some(field) = field else { break };
+        if pairs.len() == max {
+            return Err(too_many());
+        }
         // A part without a name cannot be a parameter; browsers never send one.
         let Some(name) = field.name().map(str::to_string) else {
             continue;

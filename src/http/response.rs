@@ -1,13 +1,12 @@
 //! Building answers: Scrapyd's JSON envelope with its CORS headers, and the
 //! few fixed pages (401, 404).
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use super::HttpResponse;
+use super::body::{self, Body};
 
 /// The methods an endpoint accepts, as `Allow` lists them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,10 +56,15 @@ fn json_response<'a>(
 ) -> HttpResponse {
     let mut body = crate::pyjson::object_to_vec(entries);
     body.push(b'\n');
+    json_stream(body::full(body), methods)
+}
+
+/// A JSON answer whose body is written as it is sent.
+pub fn json_stream(body: Body, methods: Methods) -> HttpResponse {
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(body)
         .unwrap_or_default();
     with_cors(response, methods)
 }
@@ -96,7 +100,7 @@ pub fn json_error(message: &str, node_name: &str, methods: Methods) -> HttpRespo
 /// With `debug` on, Scrapyd answers errors with the error's text itself.
 pub fn debug_error(text: String, methods: Methods) -> HttpResponse {
     let response = Response::builder()
-        .body(Full::new(Bytes::from(text)))
+        .body(body::full(text))
         .unwrap_or_default();
     with_cors(response, methods)
 }
@@ -106,7 +110,7 @@ pub fn options(methods: Methods) -> HttpResponse {
     let response = Response::builder()
         .status(StatusCode::NO_CONTENT)
         .header(header::ALLOW, methods.allow())
-        .body(Full::new(Bytes::new()))
+        .body(body::empty())
         .unwrap_or_default();
     with_cors(response, methods)
 }
@@ -116,7 +120,7 @@ pub fn unauthorized() -> HttpResponse {
         .status(StatusCode::UNAUTHORIZED)
         .header(header::WWW_AUTHENTICATE, "Basic realm=\"Scrapyd\"")
         .header(header::CONTENT_TYPE, "text/html")
-        .body(Full::new(Bytes::from_static(b"Unauthorized")))
+        .body(body::full(&b"Unauthorized"[..]))
         .unwrap_or_default()
 }
 
@@ -137,7 +141,7 @@ pub fn html(status: StatusCode, body: String) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
+        .body(body::full(body))
         .unwrap_or_default()
 }
 
@@ -145,6 +149,6 @@ pub fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(body::full(body.as_bytes()))
         .unwrap_or_default()
 }

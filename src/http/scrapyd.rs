@@ -11,11 +11,10 @@ use hyper::http::request::Parts;
 use serde_json::{Map, Value, json};
 
 use super::HttpResponse;
+use super::listing::{self, ListJobsJson};
 use super::params::{ParamError, Params};
 use super::response::{self, Methods};
-use crate::clock;
-use crate::daemon::{Daemon, DaemonError, ScheduleRequest};
-use crate::store::Job;
+use crate::daemon::{Daemon, DaemonError, JobListing, ScheduleRequest};
 
 /// Why an endpoint could not answer with its fields.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +61,16 @@ pub async fn answer(
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
     let fields = match Params::parse(parts.uri.query(), content_type, body).await {
+        Ok(params) if endpoint == "listjobs.json" => match list_jobs(daemon, params) {
+            Ok(jobs) => {
+                let format = ListJobsJson {
+                    node_name: node_name.to_string(),
+                };
+                let body = listing::stream(Arc::clone(daemon), jobs, format);
+                return response::json_stream(body, methods);
+            }
+            Err(error) => Err(error),
+        },
         Ok(params) => run(daemon, endpoint, params).await,
         Err(error) => Err(error.into()),
     };
@@ -97,7 +106,6 @@ fn run_blocking(daemon: &Daemon, endpoint: &str, params: Params) -> Fields {
         "listprojects.json" => list_projects(daemon),
         "listversions.json" => list_versions(daemon, params),
         "listspiders.json" => list_spiders(daemon, params),
-        "listjobs.json" => list_jobs(daemon, params),
         "delversion.json" => delete_version(daemon, params),
         "delproject.json" => delete_project(daemon, params),
         _ => Ok(Map::new()),
@@ -193,83 +201,11 @@ fn list_spiders(daemon: &Daemon, mut params: Params) -> Fields {
     ))
 }
 
-fn list_jobs(daemon: &Daemon, mut params: Params) -> Fields {
+/// `listjobs.json`: the project filter is checked here; the jobs are
+/// written as the answer is sent.
+fn list_jobs(daemon: &Daemon, mut params: Params) -> Result<JobListing, EndpointError> {
     let project = params.optional("project")?;
-    let listing = daemon.list_jobs(project.as_deref())?;
-    let urls = |job: &Job| {
-        let (log, items) = daemon.job_files(job);
-        (
-            log.map(|_| format!("/logs/{}/{}/{}.log", job.project, job.spider, job.job_id)),
-            items.map(|_| format!("/items/{}/{}/{}.jl", job.project, job.spider, job.job_id)),
-        )
-    };
-    let pending: Vec<Value> = listing
-        .pending
-        .iter()
-        .map(|job| {
-            json!({
-                "id": job.job_id,
-                "project": job.project,
-                "spider": job.spider,
-                "version": job.version,
-                "settings": pairs_object(&job.settings),
-                "args": pairs_object(&job.args),
-                "priority": job.priority,
-            })
-        })
-        .collect();
-    let running: Vec<Value> = listing
-        .running
-        .iter()
-        .map(|job| {
-            let (log_url, items_url) = urls(job);
-            json!({
-                "id": job.job_id,
-                "project": job.project,
-                "spider": job.spider,
-                "pid": job.pid,
-                "start_time": job.start_time.map(clock::format_with_micros),
-                "log_url": log_url,
-                "items_url": items_url,
-                "priority": job.priority,
-            })
-        })
-        .collect();
-    let finished: Vec<Value> = listing
-        .finished
-        .iter()
-        .map(|job| {
-            let (log_url, items_url) = urls(job);
-            // A job that never started (its version vanished) ran for no
-            // time: start and end are the same instant.
-            let end = job.end_time.unwrap_or(job.pending_time);
-            json!({
-                "id": job.job_id,
-                "project": job.project,
-                "spider": job.spider,
-                "start_time": clock::format_with_micros(job.start_time.unwrap_or(end)),
-                "end_time": clock::format_with_micros(end),
-                "log_url": log_url,
-                "items_url": items_url,
-                "priority": job.priority,
-                "close_reason": job.close_reason,
-                "exit_code": job.exit_code,
-            })
-        })
-        .collect();
-    Ok(fields(
-        json!({"pending": pending, "running": running, "finished": finished}),
-    ))
-}
-
-/// `[[name, value], …]` as a JSON object, later names overriding.
-fn pairs_object(pairs: &[(String, String)]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
-            .collect(),
-    )
+    Ok(daemon.list_jobs(project.as_deref())?)
 }
 
 fn delete_version(daemon: &Daemon, mut params: Params) -> Fields {

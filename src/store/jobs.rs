@@ -23,7 +23,7 @@ impl JobState {
         }
     }
 
-    fn parse(text: &str) -> JobState {
+    pub(super) fn parse(text: &str) -> JobState {
         match text {
             "pending" => JobState::Pending,
             "running" => JobState::Running,
@@ -364,61 +364,10 @@ impl Store {
             .find(|state| jobs.iter().any(|job| shown(job) == *state)))
     }
 
-    /// Pending jobs in the order they will run; a job being launched (no
-    /// pid yet) comes first.
-    pub fn pending_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
-        // Two indexed look-ups rather than one OR, which would scan the
-        // whole job history.
-        const WAITING: &str = "seq IN (SELECT seq FROM jobs WHERE state = 'pending'
-            UNION ALL SELECT seq FROM jobs WHERE state = 'running' AND pid IS NULL)";
-        const ORDER: &str = "ORDER BY state = 'running' DESC, priority DESC, seq";
-        match filter {
-            JobFilter::All => self.query_jobs(&format!("WHERE {WAITING} {ORDER}"), []),
-            JobFilter::Project(name) => {
-                self.query_jobs(&format!("WHERE {WAITING} AND project = ?1 {ORDER}"), [name])
-            }
-        }
-    }
-
-    /// Running jobs whose process exists, oldest start first.
-    pub fn running_jobs(&self, filter: JobFilter) -> StoreResult<Vec<Job>> {
-        match filter {
-            JobFilter::All => self.query_jobs(
-                "WHERE state = 'running' AND pid IS NOT NULL ORDER BY seq",
-                [],
-            ),
-            JobFilter::Project(name) => self.query_jobs(
-                "WHERE state = 'running' AND pid IS NOT NULL AND project = ?1 ORDER BY seq",
-                [name],
-            ),
-        }
-    }
-
     /// Every job in state running, launched or not: what a starting daemon
     /// must account for.
     pub fn claimed_jobs(&self) -> StoreResult<Vec<Job>> {
         self.query_jobs("WHERE state = 'running' ORDER BY seq", [])
-    }
-
-    /// The `keep` most recently finished listed jobs (all when 0), newest
-    /// first, then narrowed to a project: Scrapyd's finished list is one
-    /// list for the whole node.
-    pub fn finished_jobs(&self, keep: usize, filter: JobFilter) -> StoreResult<Vec<Job>> {
-        let limit = if keep == 0 { -1 } else { keep as i64 };
-        let recent = "SELECT seq FROM jobs WHERE state = 'finished' AND listed = 1
-                      ORDER BY end_time DESC, seq DESC LIMIT ?1";
-        match filter {
-            JobFilter::All => self.query_jobs(
-                &format!("WHERE seq IN ({recent}) ORDER BY end_time DESC, seq DESC"),
-                [limit],
-            ),
-            JobFilter::Project(name) => self.query_jobs(
-                &format!(
-                    "WHERE seq IN ({recent}) AND project = ?2 ORDER BY end_time DESC, seq DESC"
-                ),
-                params![limit, name],
-            ),
-        }
     }
 
     /// `(pending, running, listed finished)` counts, the last capped at
@@ -532,32 +481,10 @@ mod tests {
         let (store, p) = store_with_project("p");
         let job = store.insert_job_now(&new_job(p, "p", "x", 0.0)).unwrap();
         assert_eq!(store.cancel_pending(p, "x", 3.0).unwrap(), 1);
-        assert!(store.pending_jobs(JobFilter::All).unwrap().is_empty());
-        assert!(store.finished_jobs(100, JobFilter::All).unwrap().is_empty());
         assert_eq!(store.scrapyd_state("x", JobFilter::All).unwrap(), None);
         let stored = store.job(job.seq).unwrap().unwrap();
         assert_eq!(stored.close_reason.as_deref(), Some("cancelled"));
         assert_eq!(store.job_counts(100).unwrap(), (0, 0, 0));
-    }
-
-    #[test]
-    fn finished_list_is_capped_and_newest_first() {
-        let (store, p) = store_with_project("p");
-        for (index, id) in ["a", "b", "c"].iter().enumerate() {
-            let job = store.insert_job_now(&new_job(p, "p", id, 0.0)).unwrap();
-            store
-                .finish_job(job.seq, 10.0 + index as f64, Some(0), "finished")
-                .unwrap();
-        }
-        let ids: Vec<String> = store
-            .finished_jobs(2, JobFilter::Project("p"))
-            .unwrap()
-            .into_iter()
-            .map(|job| job.job_id)
-            .collect();
-        assert_eq!(ids, ["c", "b"]);
-        assert_eq!(store.job_counts(2).unwrap(), (0, 0, 2));
-        assert_eq!(store.job_counts(0).unwrap(), (0, 0, 3));
     }
 
     #[test]
@@ -567,6 +494,6 @@ mod tests {
         let project = store.project("p").unwrap().unwrap();
         assert_eq!(store.delete_project(&project, 5.0).unwrap(), 1);
         assert!(store.project("p").unwrap().is_none());
-        assert!(store.pending_jobs(JobFilter::All).unwrap().is_empty());
+        assert_eq!(store.job_counts(100).unwrap(), (0, 0, 0));
     }
 }

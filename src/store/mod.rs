@@ -9,6 +9,7 @@
 //! its place without the HTTP layer or the supervisor noticing.
 
 mod jobs;
+mod listing;
 mod projects;
 mod writer;
 
@@ -18,6 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use jobs::{Job, JobFilter, JobState, NewJob};
+pub use listing::{JobCursor, JobSection, JobView};
 pub use projects::{Project, Version};
 
 #[derive(Debug, thiserror::Error)]

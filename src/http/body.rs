@@ -1,0 +1,101 @@
+//! Response bodies: whole (small answers) or streamed in chunks (listings
+//! and files), so that no answer is ever built whole in memory.
+//!
+//! A streamed body is made one chunk at a time, only when the connection
+//! asks for the next one: a client that reads slowly holds one chunk, not
+//! the whole answer, and nothing else (no database connection, no lock)
+//! while it dawdles.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+
+use crate::daemon::Daemon;
+
+/// Why a streamed body stopped early; the connection is closed then, so
+/// the client sees a cut answer rather than a wrong one.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+/// How many bytes a file chunk holds.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// About how many bytes a page of a listing holds: a page ends at the
+/// first row past this size.
+pub const PAGE_BYTES: usize = 64 * 1024;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A body written page by page: `write_page` appends the next page of the
+/// answer to the buffer it is given and says whether more follow. Each
+/// page is written on the blocking pool (it reads the store), when the
+/// connection is ready for it.
+pub fn paged<S, F>(daemon: Arc<Daemon>, state: S, write_page: F) -> Body
+where
+    S: Send + 'static,
+    F: FnMut(&Daemon, &mut S, &mut String) -> Result<bool, String> + Send + 'static,
+{
+    let start = Some((daemon, state, write_page));
+    let pages = futures_util::stream::unfold(start, |step| async move {
+        let (daemon, mut state, mut write_page) = step?;
+        let written = tokio::task::spawn_blocking(move || {
+            let mut page = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+            let more = write_page(&daemon, &mut state, &mut page);
+            (more, page, (daemon, state, write_page))
+        })
+        .await;
+        Some(match written {
+            Ok((Ok(more), page, next)) => {
+                (Ok(Frame::data(Bytes::from(page))), more.then_some(next))
+            }
+            Ok((Err(error), _, _)) => (Err(BodyError::from(error)), None),
+            Err(error) => (Err(BodyError::from(error.to_string())), None),
+        })
+    });
+    StreamBody::new(pages).boxed_unsync()
+}
+
+/// `length` bytes of an open file from `start`, read a chunk at a time.
+pub fn file_range(file: tokio::fs::File, start: u64, length: u64) -> Body {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let begin = Some((file, start, length, true));
+    let chunks = futures_util::stream::unfold(begin, |step| async move {
+        let (mut file, start, left, first) = step?;
+        if left == 0 {
+            return None;
+        }
+        if first && let Err(error) = file.seek(std::io::SeekFrom::Start(start)).await {
+            return Some((Err(BodyError::from(error)), None));
+        }
+        let mut chunk = Vec::with_capacity(FILE_CHUNK.min(left as usize));
+        let read = (&mut file)
+            .take(left.min(FILE_CHUNK as u64))
+            .read_to_end(&mut chunk)
+            .await;
+        Some(match read {
+            // The file shrank under us: what was promised cannot be sent.
+            Ok(0) => (
+                Err(BodyError::from("the file was truncated while it was sent")),
+                None,
+            ),
+            Ok(count) => (
+                Ok(Frame::data(Bytes::from(chunk))),
+                Some((file, start, left - count as u64, false)),
+            ),
+            Err(error) => (Err(BodyError::from(error)), None),
+        })
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}

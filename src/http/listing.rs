@@ -1,0 +1,297 @@
+//! Job listings written straight from the store's rows into the response,
+//! a page at a time: `listjobs.json` here, the `/jobs` page in `pages`.
+//! However long the queue, the daemon holds one page of it.
+
+use std::sync::Arc;
+
+use super::body::{self, Body, PAGE_BYTES};
+use crate::clock;
+use crate::daemon::{Daemon, JobListing};
+use crate::pyjson;
+use crate::store::JobView;
+
+/// Rows read from the store at once.
+const PAGE_ROWS: usize = 512;
+
+/// How one kind of listing writes its parts. Sections come in the order
+/// pending, running, finished.
+pub trait ListingFormat: Send + 'static {
+    fn head(&mut self, out: &mut String);
+    fn section_start(&mut self, section: usize, out: &mut String);
+    /// One job; `first` when it is the first of its section.
+    fn row(
+        &mut self,
+        daemon: &Daemon,
+        section: usize,
+        job: &JobView,
+        first: bool,
+        out: &mut String,
+    );
+    fn section_end(&mut self, section: usize, out: &mut String);
+    fn tail(&mut self, out: &mut String);
+}
+
+/// Where the writing of a listing stands.
+struct Progress<F> {
+    format: F,
+    listing: JobListing,
+    section: usize,
+    /// Rows written in the current section so far.
+    rows: usize,
+    /// Whether the current section's start is written.
+    opened: bool,
+    started: bool,
+}
+
+/// The whole listing as a streamed body.
+pub fn stream<F: ListingFormat>(daemon: Arc<Daemon>, listing: JobListing, format: F) -> Body {
+    let progress = Progress {
+        format,
+        listing,
+        section: 0,
+        rows: 0,
+        opened: false,
+        started: false,
+    };
+    body::paged(daemon, progress, write_page)
+}
+
+/// Writes about [`PAGE_BYTES`] of the listing; answers whether more follow.
+fn write_page<F: ListingFormat>(
+    daemon: &Daemon,
+    progress: &mut Progress<F>,
+    out: &mut String,
+) -> Result<bool, String> {
+    if !progress.started {
+        progress.started = true;
+        progress.format.head(out);
+    }
+    while out.len() < PAGE_BYTES {
+        let section = progress.section;
+        let Some(cursor) = progress.listing.sections.get_mut(section) else {
+            progress.format.tail(out);
+            return Ok(false);
+        };
+        if !progress.opened {
+            progress.opened = true;
+            progress.format.section_start(section, out);
+        }
+        let (format, rows) = (&mut progress.format, &mut progress.rows);
+        daemon
+            .read_jobs(cursor, PAGE_ROWS, &mut |job| {
+                format.row(daemon, section, job, *rows == 0, out);
+                *rows += 1;
+            })
+            .map_err(|error| error.to_string())?;
+        if cursor.is_done() {
+            progress.format.section_end(section, out);
+            progress.section += 1;
+            progress.rows = 0;
+            progress.opened = false;
+        }
+    }
+    Ok(true)
+}
+
+/// `listjobs.json`: `{"pending": […], "running": […], "finished": […],
+/// "status": "ok", "node_name": …}` in Python's `json.dumps` bytes.
+pub struct ListJobsJson {
+    pub node_name: String,
+}
+
+const SECTION_NAMES: [&str; 3] = ["pending", "running", "finished"];
+
+impl ListingFormat for ListJobsJson {
+    fn head(&mut self, out: &mut String) {
+        out.push('{');
+    }
+
+    fn section_start(&mut self, section: usize, out: &mut String) {
+        if section > 0 {
+            out.push_str(", ");
+        }
+        pyjson::write_string(out, SECTION_NAMES[section]);
+        out.push_str(": [");
+    }
+
+    fn row(
+        &mut self,
+        daemon: &Daemon,
+        section: usize,
+        job: &JobView,
+        first: bool,
+        out: &mut String,
+    ) {
+        if !first {
+            out.push_str(", ");
+        }
+        let mut object = JsonObject::new(out);
+        object.string("id", job.job_id);
+        object.string("project", job.project);
+        object.string("spider", job.spider);
+        match section {
+            0 => {
+                object.optional_string("version", job.version);
+                object.pairs("settings", job.settings_json);
+                object.pairs("args", job.args_json);
+                object.float("priority", job.priority);
+            }
+            1 => {
+                object.optional_int("pid", job.pid.map(i64::from));
+                object.optional_string(
+                    "start_time",
+                    job.start_time.map(clock::format_with_micros).as_deref(),
+                );
+                write_file_urls(&mut object, daemon, job);
+                object.float("priority", job.priority);
+            }
+            _ => {
+                // A job that never started (its version vanished) ran for
+                // no time: start and end are the same instant.
+                let end = job.end_time.unwrap_or(job.pending_time);
+                let start = job.start_time.unwrap_or(end);
+                object.string("start_time", &clock::format_with_micros(start));
+                object.string("end_time", &clock::format_with_micros(end));
+                write_file_urls(&mut object, daemon, job);
+                object.float("priority", job.priority);
+                object.optional_string("close_reason", job.close_reason);
+                object.optional_int("exit_code", job.exit_code.map(i64::from));
+            }
+        }
+        object.end();
+    }
+
+    fn section_end(&mut self, _section: usize, out: &mut String) {
+        out.push(']');
+    }
+
+    fn tail(&mut self, out: &mut String) {
+        out.push_str(", \"status\": \"ok\", ");
+        pyjson::write_string(out, "node_name");
+        out.push_str(": ");
+        pyjson::write_string(out, &self.node_name);
+        out.push_str("}\n");
+    }
+}
+
+/// `log_url` and `items_url`, each `null` when the file does not exist.
+fn write_file_urls(object: &mut JsonObject, daemon: &Daemon, job: &JobView) {
+    let (log, items) = daemon.job_files(job.project, job.spider, job.job_id);
+    let url = |exists: bool, root: &str, extension: &str| {
+        exists.then(|| {
+            format!(
+                "/{root}/{}/{}/{}.{extension}",
+                job.project, job.spider, job.job_id
+            )
+        })
+    };
+    object.optional_string("log_url", url(log.is_some(), "logs", "log").as_deref());
+    object.optional_string("items_url", url(items.is_some(), "items", "jl").as_deref());
+}
+
+/// A JSON object written member by member, Python-style.
+struct JsonObject<'a> {
+    out: &'a mut String,
+    empty: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn new(out: &'a mut String) -> JsonObject<'a> {
+        out.push('{');
+        JsonObject { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push_str(", ");
+        }
+        self.empty = false;
+        pyjson::write_string(self.out, key);
+        self.out.push_str(": ");
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        pyjson::write_string(self.out, value);
+    }
+
+    fn optional_string(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.string(key, value),
+            None => {
+                self.key(key);
+                self.out.push_str("null");
+            }
+        }
+    }
+
+    fn optional_int(&mut self, key: &str, value: Option<i64>) {
+        self.key(key);
+        match value {
+            Some(value) => {
+                use std::fmt::Write;
+                let _ = write!(self.out, "{value}");
+            }
+            None => self.out.push_str("null"),
+        }
+    }
+
+    fn float(&mut self, key: &str, value: f64) {
+        self.key(key);
+        self.out.push_str(&pyjson::float_repr(value));
+    }
+
+    /// Stored `[[name, value], …]` as an object, a later name overriding
+    /// an earlier one in its place (a Python dict built from the pairs).
+    fn pairs(&mut self, key: &str, stored: &str) {
+        self.key(key);
+        let pairs: Vec<(String, String)> = if stored == "[]" {
+            Vec::new()
+        } else {
+            serde_json::from_str(stored).unwrap_or_default()
+        };
+        self.out.push('{');
+        let mut written: Vec<&str> = Vec::with_capacity(pairs.len());
+        for (index, (name, _)) in pairs.iter().enumerate() {
+            if written.contains(&name.as_str()) {
+                continue;
+            }
+            let value = pairs[index..]
+                .iter()
+                .rev()
+                .find(|(other, _)| other == name)
+                .map_or("", |(_, value)| value.as_str());
+            if !written.is_empty() {
+                self.out.push_str(", ");
+            }
+            pyjson::write_string(self.out, name);
+            self.out.push_str(": ");
+            pyjson::write_string(self.out, value);
+            written.push(name);
+        }
+        self.out.push('}');
+    }
+
+    fn end(self) {
+        self.out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_as_a_python_dict() {
+        let mut out = String::new();
+        let mut object = JsonObject::new(&mut out);
+        object.pairs("args", r#"[["a","1"],["b","é"],["a","2"]]"#);
+        object.pairs("settings", "[]");
+        object.float("priority", f64::NEG_INFINITY);
+        object.end();
+        assert_eq!(
+            out,
+            r#"{"args": {"a": "2", "b": "\u00e9"}, "settings": {}, "priority": -Infinity}"#
+        );
+    }
+}

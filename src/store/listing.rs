@@ -1,0 +1,380 @@
+//! Job listings read page by page, straight from the rows.
+//!
+//! A listing of 100,000 pending jobs must not cost 100,000 owned jobs in
+//! memory, nor hold the read connection while a slow client takes its
+//! time. So a [`JobCursor`] remembers only where it stands (a section and
+//! the sort key of the last row it gave), and each call of
+//! [`Store::read_jobs`] takes the reader for one bounded page, hands every
+//! row to the caller as a borrowed [`JobView`], and lets go.
+//!
+//! Every page resumes with an index seek after the last key, so a whole
+//! listing costs one pass over the index, however many pages it takes. A
+//! job that changes state while a long listing is being written may show
+//! in two sections (pending, then running), as it would in two listings
+//! taken one after the other; none that stays put is missed or repeated.
+
+use rusqlite::Row;
+use rusqlite::types::Value;
+
+use super::{JobState, Store, StoreResult};
+
+/// One job row as a listing sees it, borrowed from the database row.
+#[derive(Debug)]
+pub struct JobView<'a> {
+    pub job_id: &'a str,
+    pub project: &'a str,
+    pub spider: &'a str,
+    pub version: Option<&'a str>,
+    pub state: JobState,
+    pub priority: f64,
+    /// Spider arguments as stored: a JSON array of `[name, value]` pairs.
+    pub args_json: &'a str,
+    /// Settings as stored: a JSON array of `[name, value]` pairs.
+    pub settings_json: &'a str,
+    pub pending_time: f64,
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub close_reason: Option<&'a str>,
+}
+
+const VIEW_COLUMNS: &str = "seq, job_id, project, spider, version, state, priority, args, settings,
+    pending_time, start_time, end_time, pid, exit_code, close_reason";
+
+/// The sections of Scrapyd's job listing, in the order it shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSection {
+    /// Jobs waiting for a slot, in the order they will run; a job being
+    /// launched (claimed, no process yet) comes first.
+    Pending,
+    /// Jobs whose process exists, oldest first.
+    Running,
+    /// The most recently finished listed jobs, newest first. Scrapyd's
+    /// finished list is one list for the whole node, `keep` long (0: all),
+    /// narrowed to a project afterwards.
+    Finished { keep: usize },
+}
+
+/// Where a listing of one section stands.
+#[derive(Debug, Clone)]
+pub struct JobCursor {
+    section: JobSection,
+    project: Option<String>,
+    /// Pending only: the jobs being launched are read before the queue.
+    launching_done: bool,
+    /// The sort key of the last row given: `(priority or end_time, seq)`.
+    last: Option<(f64, i64)>,
+    /// Finished only: rows passed over so far, listed or not, against `keep`.
+    passed: usize,
+    done: bool,
+}
+
+impl JobCursor {
+    /// A cursor at the start of `section`, narrowed to `project` if given.
+    pub fn new(section: JobSection, project: Option<&str>) -> JobCursor {
+        JobCursor {
+            section,
+            project: project.map(str::to_string),
+            launching_done: false,
+            last: None,
+            passed: 0,
+            done: false,
+        }
+    }
+
+    /// Whether every row of the section has been given.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+fn view_from_row<'a>(row: &'a Row) -> rusqlite::Result<(i64, JobView<'a>)> {
+    let text = |index: usize| -> rusqlite::Result<&'a str> {
+        row.get_ref(index)?.as_str().map_err(Into::into)
+    };
+    let optional_text = |index: usize| -> rusqlite::Result<Option<&'a str>> {
+        row.get_ref(index)?.as_str_or_null().map_err(Into::into)
+    };
+    let seq = row.get(0)?;
+    Ok((
+        seq,
+        JobView {
+            job_id: text(1)?,
+            project: text(2)?,
+            spider: text(3)?,
+            version: optional_text(4)?,
+            state: JobState::parse(text(5)?),
+            priority: row.get(6)?,
+            args_json: text(7)?,
+            settings_json: text(8)?,
+            pending_time: row.get(9)?,
+            start_time: row.get(10)?,
+            end_time: row.get(11)?,
+            pid: row.get(12)?,
+            exit_code: row.get(13)?,
+            close_reason: optional_text(14)?,
+        },
+    ))
+}
+
+impl Store {
+    /// Gives up to `max_rows` rows of the cursor's section to `visit`, in
+    /// listing order, and moves the cursor past them. Holds the reader
+    /// only for this page.
+    pub fn read_jobs(
+        &self,
+        cursor: &mut JobCursor,
+        max_rows: usize,
+        visit: &mut dyn FnMut(&JobView),
+    ) -> StoreResult<()> {
+        let max_rows = max_rows.max(1);
+        let mut given = 0;
+        while !cursor.done && given < max_rows {
+            given += self.read_some(cursor, max_rows - given, visit)?;
+        }
+        Ok(())
+    }
+
+    /// One query's worth of [`Store::read_jobs`]: answers how many rows
+    /// were given, and marks the cursor done when the section is over.
+    fn read_some(
+        &self,
+        cursor: &mut JobCursor,
+        limit: usize,
+        visit: &mut dyn FnMut(&JobView),
+    ) -> StoreResult<usize> {
+        let connection = self.read();
+        let project = cursor.project.clone();
+        let (last_key, last_seq) = cursor.last.unwrap_or((0.0, 0));
+        let mut given = 0;
+        let mut rows_seen = 0;
+        let mut last = cursor.last;
+        // Every query reads `?1` = limit and `?2` = project or NULL (no
+        // filter); those that resume after a row also read `?3` = its key
+        // (`?3` = its seq where the seq alone is the key, then `?4` = seq).
+        let (sql, resume): (&str, Vec<Value>) = match cursor.section {
+            JobSection::Pending if !cursor.launching_done => (
+                "WHERE state = 'running' AND pid IS NULL AND seq > ?3
+                   AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
+                vec![Value::Integer(last_seq)],
+            ),
+            JobSection::Pending if last.is_none() => (
+                "WHERE state = 'pending' AND (?2 IS NULL OR project = ?2)
+                 ORDER BY priority DESC, seq LIMIT ?1",
+                Vec::new(),
+            ),
+            // The queue's order is (priority DESC, seq): the rest of the
+            // last row's priority first, then the lower priorities. Each
+            // is one seek into the queue index.
+            JobSection::Pending => (
+                "WHERE seq IN (
+                     SELECT seq FROM (SELECT seq FROM jobs
+                        WHERE state = 'pending' AND priority = ?3 AND seq > ?4
+                          AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1)
+                     UNION ALL
+                     SELECT seq FROM (SELECT seq FROM jobs
+                        WHERE state = 'pending' AND priority < ?3
+                          AND (?2 IS NULL OR project = ?2)
+                        ORDER BY priority DESC, seq LIMIT ?1))
+                 ORDER BY priority DESC, seq LIMIT ?1",
+                vec![Value::Real(last_key), Value::Integer(last_seq)],
+            ),
+            JobSection::Running => (
+                "WHERE state = 'running' AND pid IS NOT NULL AND seq > ?3
+                   AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
+                vec![Value::Integer(last_seq)],
+            ),
+            // Rows of every project count against `keep`: `?2` is NULL
+            // here and the project is checked below.
+            JobSection::Finished { .. } if last.is_none() => (
+                "WHERE state = 'finished' AND listed = 1 AND (?2 IS NULL OR project = ?2)
+                 ORDER BY end_time DESC, seq DESC LIMIT ?1",
+                Vec::new(),
+            ),
+            JobSection::Finished { .. } => (
+                "WHERE state = 'finished' AND listed = 1 AND (end_time, seq) < (?3, ?4)
+                   AND (?2 IS NULL OR project = ?2) ORDER BY end_time DESC, seq DESC LIMIT ?1",
+                vec![Value::Real(last_key), Value::Integer(last_seq)],
+            ),
+        };
+        let finished_keep = match cursor.section {
+            JobSection::Finished { keep } if keep > 0 => Some(keep),
+            _ => None,
+        };
+        let query_limit = match finished_keep {
+            Some(keep) => keep.saturating_sub(cursor.passed).min(limit) as i64,
+            None => limit as i64,
+        };
+        let filter = match cursor.section {
+            JobSection::Finished { .. } => None,
+            _ => project.as_deref(),
+        };
+        let mut statement =
+            connection.prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM jobs {sql}"))?;
+        let mut bound = vec![
+            Value::Integer(query_limit),
+            filter.map_or(Value::Null, |name| Value::Text(name.to_string())),
+        ];
+        bound.extend(resume);
+        let mut rows = statement.query(rusqlite::params_from_iter(bound))?;
+        while let Some(row) = rows.next()? {
+            let (seq, view) = view_from_row(row)?;
+            rows_seen += 1;
+            last = Some(match cursor.section {
+                JobSection::Pending => (view.priority, seq),
+                JobSection::Running => (0.0, seq),
+                JobSection::Finished { .. } => (view.end_time.unwrap_or(0.0), seq),
+            });
+            if project
+                .as_deref()
+                .is_none_or(|wanted| wanted == view.project)
+            {
+                visit(&view);
+                given += 1;
+            }
+        }
+        cursor.passed += rows_seen;
+        let exhausted = rows_seen < query_limit.max(0) as usize
+            || finished_keep.is_some_and(|keep| cursor.passed >= keep);
+        match cursor.section {
+            JobSection::Pending if !cursor.launching_done => {
+                if exhausted {
+                    // The queue starts from its own beginning.
+                    cursor.launching_done = true;
+                    cursor.last = None;
+                } else {
+                    cursor.last = last;
+                }
+            }
+            _ => {
+                cursor.last = last;
+                cursor.done = exhausted;
+            }
+        }
+        Ok(given)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewJob, Version};
+
+    fn store_with_projects(names: &[&str]) -> (Store, Vec<i64>) {
+        let store = Store::open_temporary().unwrap();
+        let version = Version {
+            version: "1".into(),
+            dir_name: "1".into(),
+            settings_module: "p.settings".into(),
+            spiders: vec!["s".into()],
+            uploaded_at: 0.0,
+        };
+        let ids = names
+            .iter()
+            .map(|name| store.put_version(name, &version, 0.0).unwrap().id)
+            .collect();
+        (store, ids)
+    }
+
+    fn add(store: &Store, project_id: i64, project: &str, job_id: &str, priority: f64) {
+        let new = NewJob {
+            job_id: job_id.into(),
+            project_id,
+            project: project.into(),
+            spider: "s".into(),
+            version: None,
+            priority,
+            units: 1,
+            args: vec![],
+            settings: vec![],
+            tags: vec![],
+            pending_time: 1.0,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.insert_job(&new))
+            .unwrap();
+    }
+
+    /// Every id of a section, read `page` rows at a time.
+    fn ids(store: &Store, section: JobSection, project: Option<&str>, page: usize) -> Vec<String> {
+        let mut cursor = JobCursor::new(section, project);
+        let mut ids = Vec::new();
+        while !cursor.is_done() {
+            store
+                .read_jobs(&mut cursor, page, &mut |view| {
+                    ids.push(view.job_id.to_string())
+                })
+                .unwrap();
+        }
+        ids
+    }
+
+    #[test]
+    fn pending_pages_follow_the_queue_order() {
+        let (store, p) = store_with_projects(&["p", "q"]);
+        let priorities = [
+            0.0,
+            5.0,
+            0.0,
+            f64::INFINITY,
+            5.0,
+            -1.0,
+            0.0,
+            f64::NEG_INFINITY,
+        ];
+        for (index, priority) in priorities.iter().enumerate() {
+            let (id, name) = if index % 3 == 0 {
+                (p[1], "q")
+            } else {
+                (p[0], "p")
+            };
+            add(&store, id, name, &format!("j{index}"), *priority);
+        }
+        let whole = ids(&store, JobSection::Pending, None, 1000);
+        assert_eq!(whole, ["j3", "j1", "j4", "j0", "j2", "j6", "j5", "j7"]);
+        for page in 1..=4 {
+            assert_eq!(ids(&store, JobSection::Pending, None, page), whole);
+        }
+        assert_eq!(
+            ids(&store, JobSection::Pending, Some("q"), 1),
+            ["j3", "j0", "j6"]
+        );
+        // A job being launched is listed first.
+        let claimed = store.claim_next_pending(1, 1, 2.0).unwrap().unwrap();
+        assert_eq!(claimed.job_id, "j3");
+        assert_eq!(ids(&store, JobSection::Pending, None, 2), whole);
+    }
+
+    #[test]
+    fn finished_pages_keep_the_node_wide_limit() {
+        let (store, p) = store_with_projects(&["p", "q"]);
+        for index in 0..6 {
+            // Two jobs end at each instant: the seq breaks the tie.
+            let (id, name) = if index % 2 == 0 {
+                (p[0], "p")
+            } else {
+                (p[1], "q")
+            };
+            add(&store, id, name, &format!("j{index}"), 0.0);
+            let job = store.claim_next_pending(1, 1, 2.0).unwrap().unwrap();
+            store
+                .finish_job(job.seq, 10.0 + (index / 2) as f64, Some(0), "finished")
+                .unwrap();
+        }
+        let keep = JobSection::Finished { keep: 4 };
+        for page in [1, 2, 3, 100] {
+            assert_eq!(ids(&store, keep, None, page), ["j5", "j4", "j3", "j2"]);
+            assert_eq!(ids(&store, keep, Some("p"), page), ["j4", "j2"]);
+        }
+        assert_eq!(
+            ids(&store, JobSection::Finished { keep: 0 }, None, 4).len(),
+            6
+        );
+        assert_eq!(store.job_counts(4).unwrap(), (0, 0, 4));
+        assert_eq!(store.job_counts(0).unwrap(), (0, 0, 6));
+        assert!(ids(&store, JobSection::Running, None, 4).is_empty());
+    }
+}
