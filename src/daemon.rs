@@ -319,6 +319,8 @@ impl Daemon {
                 settings,
                 tags: request.tags,
                 pending_time: clock::now(),
+                meta: serde_json::Map::new(),
+                refuse_duplicate: false,
             })
             .await?;
         self.supervisor.job_queued();

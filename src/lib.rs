@@ -20,6 +20,7 @@
 //! - [`runner`]: how a crawl or a spider listing is started: argv,
 //!   environment, working directory, output files.
 //! - [`eggs`]: checking and unpacking uploaded eggs.
+//! - [`filter`]: the record filters of the Scrapy Cloud storage API.
 //! - [`version`]: the loose-version order of version strings.
 //! - [`names`]: which project names are allowed and how versions map to
 //!   folder names, so no path is built from unchecked input.
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod eggs;
+pub mod filter;
 pub mod http;
 pub mod names;
 pub mod pyjson;

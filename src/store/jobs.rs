@@ -1,6 +1,7 @@
 //! Jobs: one row per job in every state, the one job model both APIs read.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
 
 use super::projects::spider_id_in;
 use super::{Store, StoreError, StoreResult};
@@ -69,6 +70,11 @@ pub struct Job {
     pub cancel_count: u32,
     /// Whether Scrapyd's listings show it.
     pub listed: bool,
+    /// Metadata set through the Cloud API beyond the columns above.
+    pub meta: Map<String, Value>,
+    /// Who runs it when it is not this daemon's supervisor: an outside
+    /// worker that claimed it through the Cloud API (`None`: the daemon).
+    pub runner: Option<String>,
 }
 
 impl Job {
@@ -92,15 +98,20 @@ pub struct NewJob {
     pub settings: Vec<(String, String)>,
     pub tags: Vec<String>,
     pub pending_time: f64,
+    /// Cloud metadata given at schedule time (`run.json`'s `meta`, a push).
+    pub meta: Map<String, Value>,
+    /// Refuse the job if one of the same spider with the same arguments is
+    /// pending or running (Scrapy Cloud's `run.json`).
+    pub refuse_duplicate: bool,
 }
 
 const JOB_COLUMNS: &str = "seq, job_id, project_id, spider_id, counter, project, spider, version,
     run_version, state, priority, units, args, settings, tags, pending_time, start_time, end_time,
-    pid, pid_start_ticks, exit_code, close_reason, cancel_count, listed";
+    pid, pid_start_ticks, exit_code, close_reason, cancel_count, listed, meta, runner";
 
 /// Reads a row selected with [`JOB_COLUMNS`]. JSON columns are decoded by
 /// the caller so a corrupt value is reported, not hidden.
-fn job_from_row(row: &Row) -> rusqlite::Result<(Job, [String; 3])> {
+fn job_from_row(row: &Row) -> rusqlite::Result<(Job, [String; 4])> {
     let job = Job {
         seq: row.get(0)?,
         job_id: row.get(1)?,
@@ -126,15 +137,21 @@ fn job_from_row(row: &Row) -> rusqlite::Result<(Job, [String; 3])> {
         close_reason: row.get(21)?,
         cancel_count: row.get(22)?,
         listed: row.get(23)?,
+        meta: Map::new(),
+        runner: row.get(25)?,
     };
-    Ok((job, [row.get(12)?, row.get(13)?, row.get(14)?]))
+    Ok((
+        job,
+        [row.get(12)?, row.get(13)?, row.get(14)?, row.get(24)?],
+    ))
 }
 
-fn decode(parts: (Job, [String; 3])) -> StoreResult<Job> {
-    let (mut job, [args, settings, tags]) = parts;
+fn decode(parts: (Job, [String; 4])) -> StoreResult<Job> {
+    let (mut job, [args, settings, tags, meta]) = parts;
     job.args = serde_json::from_str(&args)?;
     job.settings = serde_json::from_str(&settings)?;
     job.tags = serde_json::from_str(&tags)?;
+    job.meta = serde_json::from_str(&meta)?;
     Ok(job)
 }
 
@@ -157,6 +174,135 @@ fn query_jobs_on(
     rows.map(|row| decode(row?)).collect()
 }
 
+/// The insert of [`Store::insert_job`], inside a write under way.
+pub(super) fn insert_job_in(connection: &Connection, new: NewJob) -> StoreResult<Job> {
+    // Cached statements: this runs once per schedule, in the writer's
+    // critical path.
+    let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
+    let args = serde_json::to_string(&new.args)?;
+    if new.refuse_duplicate {
+        let active: Option<i64> = connection
+            .prepare_cached(
+                "SELECT seq FROM jobs WHERE project_id = ?1 AND state IN ('pending', 'running')
+                   AND spider_id = ?2 AND args = ?3 LIMIT 1",
+            )?
+            .query_row(params![new.project_id, spider_id, args], |row| row.get(0))
+            .optional()?;
+        if active.is_some() {
+            return Err(StoreError::DuplicateJob(new.spider));
+        }
+    }
+    let counter: i64 = connection
+        .prepare_cached(
+            "UPDATE spiders SET last_counter = last_counter + 1
+             WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
+        )?
+        .query_row(params![new.project_id, spider_id], |row| row.get(0))?;
+    let meta = Value::Object(new.meta.clone()).to_string();
+    let seq: i64 = connection
+        .prepare_cached(
+            "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
+                               state, priority, units, args, settings, tags, pending_time, meta)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             RETURNING seq",
+        )?
+        .query_row(
+            params![
+                new.job_id,
+                new.project_id,
+                spider_id,
+                counter,
+                new.project,
+                new.spider,
+                new.version,
+                new.priority,
+                new.units,
+                args,
+                serde_json::to_string(&new.settings)?,
+                serde_json::to_string(&new.tags)?,
+                new.pending_time,
+                meta,
+            ],
+            |row| row.get(0),
+        )?;
+    if !new.tags.is_empty() {
+        set_tag_rows(connection, new.project_id, seq, &[], &new.tags)?;
+    }
+    let job = Job {
+        seq,
+        job_id: new.job_id,
+        project_id: new.project_id,
+        spider_id,
+        counter,
+        project: new.project,
+        spider: new.spider,
+        version: new.version,
+        run_version: None,
+        state: JobState::Pending,
+        priority: new.priority,
+        units: new.units,
+        args: new.args,
+        settings: new.settings,
+        tags: new.tags,
+        pending_time: new.pending_time,
+        start_time: None,
+        end_time: None,
+        pid: None,
+        pid_start_ticks: None,
+        exit_code: None,
+        close_reason: None,
+        cancel_count: 0,
+        listed: true,
+        meta: new.meta,
+        runner: None,
+    };
+    let user = job
+        .meta
+        .get("scheduled_by")
+        .cloned()
+        .unwrap_or_else(|| Value::from("scrapyd"));
+    job_event_in(connection, &job, "job:scheduled", user, job.pending_time)?;
+    Ok(job)
+}
+
+/// Records `event` (`job:started`, …) of a job in its project's activity.
+pub(super) fn job_event_in(
+    connection: &Connection,
+    job: &Job,
+    event: &str,
+    user: Value,
+    at: f64,
+) -> StoreResult<()> {
+    let mut entry = Map::new();
+    entry.insert("event".into(), Value::from(event));
+    entry.insert("job".into(), Value::from(job.key()));
+    entry.insert("user".into(), user);
+    super::activity::add_activity_in(connection, job.project_id, (at * 1000.0) as i64, &[entry])
+}
+
+/// Brings a job's tag rows from `old` to `new`.
+pub(super) fn set_tag_rows(
+    connection: &Connection,
+    project_id: i64,
+    seq: i64,
+    old: &[String],
+    new: &[String],
+) -> StoreResult<()> {
+    for tag in old.iter().filter(|tag| !new.contains(tag)) {
+        connection
+            .prepare_cached("DELETE FROM job_tags WHERE project_id = ?1 AND tag = ?2 AND seq = ?3")?
+            .execute(params![project_id, tag, seq])?;
+    }
+    for tag in new.iter().filter(|tag| !old.contains(tag)) {
+        connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO job_tags (project_id, tag, seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![project_id, tag, seq])?;
+    }
+    Ok(())
+}
+
 fn job_on(connection: &Connection, seq: i64) -> StoreResult<Job> {
     query_jobs_on(connection, "WHERE seq = ?1", [seq])?
         .pop()
@@ -168,72 +314,12 @@ impl Store {
         query_jobs_on(&self.read(), sql_tail, params)
     }
 
-    /// Adds a pending job, giving it the next counter of its spider.
+    /// Adds a pending job, giving it the next counter of its spider, with
+    /// its `job:scheduled` event.
     pub async fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
         let new = new.clone();
-        self.write_async(move |connection| {
-            // Cached statements: this runs once per schedule, in the
-            // writer's critical path.
-            let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
-            let counter: i64 = connection
-                .prepare_cached(
-                    "UPDATE spiders SET last_counter = last_counter + 1
-                     WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
-                )?
-                .query_row(params![new.project_id, spider_id], |row| row.get(0))?;
-            let seq: i64 = connection
-                .prepare_cached(
-                    "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                                       state, priority, units, args, settings, tags, pending_time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
-                     RETURNING seq",
-                )?
-                .query_row(
-                    params![
-                        new.job_id,
-                        new.project_id,
-                        spider_id,
-                        counter,
-                        new.project,
-                        new.spider,
-                        new.version,
-                        new.priority,
-                        new.units,
-                        serde_json::to_string(&new.args)?,
-                        serde_json::to_string(&new.settings)?,
-                        serde_json::to_string(&new.tags)?,
-                        new.pending_time,
-                    ],
-                    |row| row.get(0),
-                )?;
-            Ok(Job {
-                seq,
-                job_id: new.job_id,
-                project_id: new.project_id,
-                spider_id,
-                counter,
-                project: new.project,
-                spider: new.spider,
-                version: new.version,
-                run_version: None,
-                state: JobState::Pending,
-                priority: new.priority,
-                units: new.units,
-                args: new.args,
-                settings: new.settings,
-                tags: new.tags,
-                pending_time: new.pending_time,
-                start_time: None,
-                end_time: None,
-                pid: None,
-                pid_start_ticks: None,
-                exit_code: None,
-                close_reason: None,
-                cancel_count: 0,
-                listed: true,
-            })
-        })
-        .await
+        self.write_async(move |connection| insert_job_in(connection, new))
+            .await
     }
 
     pub fn job(&self, seq: i64) -> StoreResult<Option<Job>> {
@@ -443,6 +529,8 @@ mod tests {
             settings: vec![],
             tags: vec![],
             pending_time: 1.0,
+            meta: Default::default(),
+            refuse_duplicate: false,
         }
     }
 

@@ -290,6 +290,8 @@ mod tests {
             settings: vec![],
             tags: vec![],
             pending_time: 1.0,
+            meta: Default::default(),
+            refuse_duplicate: false,
         };
         tokio::runtime::Builder::new_current_thread()
             .build()

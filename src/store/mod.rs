@@ -8,9 +8,11 @@
 //! interface is plain functions on [`Store`], so another backend can take
 //! its place without the HTTP layer or the supervisor noticing.
 
+mod activity;
 mod jobs;
 mod listing;
 mod projects;
+mod settings;
 mod writer;
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use activity::ActivityEvent;
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
 pub use projects::{Project, Version};
@@ -37,6 +40,9 @@ pub enum StoreError {
     Commit(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    /// The same spider with the same arguments is already pending or running.
+    #[error("{0} already scheduled")]
+    DuplicateJob(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -62,7 +68,8 @@ pub struct Store {
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Never edit a released step: add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     -- The Scrapy Cloud numeric id: AUTOINCREMENT never hands an id out twice,
     -- even after the project is deleted.
@@ -122,7 +129,42 @@ CREATE INDEX jobs_running ON jobs (seq) WHERE state = 'running';
 CREATE INDEX jobs_finished ON jobs (end_time DESC, seq DESC) WHERE state = 'finished' AND listed = 1;
 CREATE INDEX jobs_by_job_id ON jobs (job_id);
 CREATE INDEX jobs_by_key ON jobs (project_id, spider_id, counter);
-"#];
+"#,
+    r#"
+-- The Scrapy Cloud side of the same job model.
+-- Metadata set through the Cloud API (jobs/P/S/J, run.json's meta, a
+-- worker's start and finish parameters): a JSON object whose keys are not
+-- kept in columns of their own.
+ALTER TABLE jobs ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+-- Who runs a running job when it is not this daemon's supervisor: an
+-- outside worker that claimed it through the Cloud API.
+ALTER TABLE jobs ADD COLUMN runner TEXT;
+-- Tags of the spider, set with the Dash v2 spider endpoint.
+ALTER TABLE spiders ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+-- One row per tag of a job: tag filters over a big project are index seeks.
+CREATE TABLE job_tags (
+    project_id INTEGER NOT NULL,
+    tag        TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (project_id, tag, seq)
+) WITHOUT ROWID;
+CREATE INDEX jobs_by_project_state ON jobs (project_id, state, seq);
+CREATE TABLE project_settings (
+    project_id INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    value      TEXT NOT NULL,       -- JSON
+    PRIMARY KEY (project_id, name)
+) WITHOUT ROWID;
+-- A project's activity log, newest last; events are JSON objects.
+CREATE TABLE activity (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,    -- milliseconds
+    event      TEXT NOT NULL
+);
+CREATE INDEX activity_by_project ON activity (project_id, seq);
+"#,
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its
