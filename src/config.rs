@@ -100,6 +100,13 @@ pub struct Config {
     pub max_body_size: usize,
     /// The largest body of every other request, in bytes.
     pub max_request_body_size: usize,
+    /// The keys the Scrapy Cloud API accepts (HTTP Basic user); none
+    /// configured leaves it open.
+    pub cloud_api_keys: Vec<String>,
+    /// The bot groups whose projects this node's supervisor runs; a
+    /// project whose `botgroups` setting names only others is left to
+    /// outside workers.
+    pub bot_groups: Vec<String>,
     /// How long a client may take to send its headers, and its body.
     pub http_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
@@ -117,6 +124,14 @@ pub enum ItemsDir {
     Local(PathBuf),
     /// Items go to a remote feed storage (s3://…); not served here.
     Remote(String),
+}
+
+/// A list option: words separated by commas or white space.
+fn word_list(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Raw `section -> option -> value` pairs, later files overriding earlier.
@@ -233,6 +248,8 @@ impl Config {
             },
             max_body_size: options.number("max_body_size", 256 * 1024 * 1024)?,
             max_request_body_size: options.number("max_request_body_size", 1024 * 1024)?,
+            cloud_api_keys: word_list(&options.text("cloud_api_keys", "", "")),
+            bot_groups: word_list(&options.text("bot_groups", "", "")),
             http_timeout: Duration::from_secs_f64(
                 options.number::<f64>("http_timeout", 30.0)?.max(0.1),
             ),

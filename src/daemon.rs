@@ -40,6 +40,11 @@ pub enum DaemonError {
     BadSetting(usize),
     #[error("signal '{0}' is not a signal name or number")]
     BadSignal(String),
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
+    /// A Cloud API request that cannot be carried out as asked.
+    #[error("{0}")]
+    BadRequest(String),
     /// A spider argument or setting no process could be started with.
     #[error("{kind} '{name}' cannot be passed to a process: {reason}")]
     Unpassable {
@@ -113,6 +118,22 @@ impl Daemon {
             supervisor,
             uploads: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The store, for the Cloud operations (`crate::cloud`).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Tells the launcher a job may be ready to start.
+    pub(crate) fn wake_launcher(&self) {
+        self.supervisor.job_queued();
+    }
+
+    /// Asks one of this daemon's running crawls to stop, as `cancel.json`
+    /// does with its default signal.
+    pub(crate) fn stop_own_crawl(&self, job: &Job) -> DaemonResult<()> {
+        Ok(self.supervisor.cancel(job, Signal::SIGINT)?)
     }
 
     fn existing_project(&self, name: &str) -> DaemonResult<Project> {
@@ -501,7 +522,10 @@ const DAEMON_ARGUMENT_BYTES: usize = 16 * 1024;
 /// Refuses settings and spider arguments that no process could be started
 /// with (`E2BIG`, or a NUL that would cut them short), so that such a job
 /// is never stored only to fail at launch.
-fn check_passable(settings: &[(String, String)], args: &[(String, String)]) -> DaemonResult<()> {
+pub(crate) fn check_passable(
+    settings: &[(String, String)],
+    args: &[(String, String)],
+) -> DaemonResult<()> {
     let mut total = 0;
     let all = settings
         .iter()

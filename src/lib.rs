@@ -19,6 +19,9 @@
 //!   daemon.
 //! - [`runner`]: how a crawl or a spider listing is started: argv,
 //!   environment, working directory, output files.
+//! - [`cloud`]: the domain operations only the Scrapy Cloud API needs
+//!   (jobs by key, metadata, outside workers, settings, activity), on the
+//!   same store and supervisor.
 //! - [`eggs`]: checking and unpacking uploaded eggs.
 //! - [`filter`]: the record filters of the Scrapy Cloud storage API.
 //! - [`version`]: the loose-version order of version strings.
@@ -29,6 +32,7 @@
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps`.
 
 pub mod clock;
+pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod eggs;

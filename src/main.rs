@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
     }
     let store = Arc::new(Store::open(&config.database_path()).map_err(|e| e.to_string())?);
+    store.serve_botgroups(&config.bot_groups);
     let supervisor = Supervisor::new(Arc::clone(&config), Arc::clone(&store));
     let daemon = Arc::new(Daemon::new(
         Arc::clone(&config),

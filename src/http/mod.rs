@@ -3,6 +3,7 @@
 //! answered in Scrapyd's format.
 
 mod body;
+mod cloud;
 mod connections;
 mod listing;
 mod pages;
@@ -187,15 +188,30 @@ fn collapse_slashes(path: &str) -> String {
 }
 
 async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpResponse {
-    if daemon.config.auth_enabled() && !authorized(daemon, &request) {
-        return response::unauthorized();
-    }
     let raw_path = request.uri().path();
     let path = if raw_path.contains("//") {
         std::borrow::Cow::Owned(collapse_slashes(raw_path))
     } else {
         std::borrow::Cow::Borrowed(raw_path)
     };
+    // The Cloud API has its own keys; Scrapyd's password guards the rest.
+    if let Some(api) = cloud::api_of(&path) {
+        let path = path.into_owned();
+        let (parts, body) = request.into_parts();
+        let limit = if path.ends_with("/addversion.json") {
+            daemon.config.max_body_size
+        } else {
+            daemon.config.max_request_body_size
+        };
+        let body = match read_body(daemon, &parts, body, limit).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        return cloud::answer(daemon, api, &parts, body, &path).await;
+    }
+    if daemon.config.auth_enabled() && !authorized(daemon, &request) {
+        return response::unauthorized();
+    }
     match route(daemon, &path) {
         Route::Endpoint(name) => {
             let (parts, body) = request.into_parts();
@@ -231,7 +247,7 @@ async fn read_body(
     body: Incoming,
     limit: usize,
 ) -> Result<Bytes, HttpResponse> {
-    if parts.method != Method::POST {
+    if !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
         return Ok(Bytes::new());
     }
     let too_large = || response::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");

@@ -163,7 +163,7 @@ pub enum JobFilter<'a> {
 }
 
 /// Jobs selected by `sql_tail` (a WHERE / ORDER BY clause).
-fn query_jobs_on(
+pub(super) fn query_jobs_on(
     connection: &Connection,
     sql_tail: &str,
     params: impl rusqlite::Params,
@@ -335,14 +335,22 @@ impl Store {
         max_units: u32,
         now: f64,
     ) -> StoreResult<Option<Job>> {
+        let served = self.served_botgroups();
         self.write(move |connection| {
+            // Jobs of a project whose bot groups this node does not serve
+            // wait for an outside worker.
             let best: Option<(i64, u32)> = connection
-                .query_row(
+                .prepare_cached(
                     "SELECT seq, units FROM jobs WHERE state = 'pending'
+                       AND project_id NOT IN (
+                         SELECT s.project_id FROM project_settings s
+                         WHERE s.name = 'botgroups' AND json_type(s.value) = 'array'
+                           AND json_array_length(s.value) > 0
+                           AND NOT EXISTS (SELECT 1 FROM json_each(s.value) g
+                                           WHERE g.value IN (SELECT value FROM json_each(?1))))
                      ORDER BY priority DESC, seq LIMIT 1",
-                    [],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
+                )?
+                .query_row([served], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             let Some((seq, units)) = best else {
                 return Ok(None);
@@ -419,6 +427,14 @@ impl Store {
                 |row| row.get(0),
             )?)
         })
+    }
+
+    /// Every job of a project with this Scrapyd job id, newest first.
+    pub fn jobs_with_id(&self, project_id: i64, job_id: &str) -> StoreResult<Vec<Job>> {
+        self.query_jobs(
+            "WHERE project_id = ?1 AND job_id = ?2 ORDER BY seq DESC",
+            params![project_id, job_id],
+        )
     }
 
     /// The running jobs of a project with this job id.

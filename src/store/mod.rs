@@ -9,6 +9,7 @@
 //! its place without the HTTP layer or the supervisor noticing.
 
 mod activity;
+mod jobq;
 mod jobs;
 mod listing;
 mod projects;
@@ -21,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use activity::ActivityEvent;
+pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
 pub use projects::{Project, Version};
@@ -62,6 +64,8 @@ pub struct Store {
     /// Bumped after every committed change to projects or versions.
     catalog_generation: std::sync::atomic::AtomicU64,
     catalog: Mutex<Option<(u64, std::sync::Arc<projects::Catalog>)>>,
+    /// The bot groups this node's supervisor runs jobs of, as a JSON array.
+    served_botgroups: Mutex<String>,
     /// Keeps the folder of a temporary database alive as long as the store.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -209,8 +213,26 @@ impl Store {
             counts: Mutex::new(None),
             catalog_generation: std::sync::atomic::AtomicU64::new(0),
             catalog: Mutex::new(None),
+            served_botgroups: Mutex::new("[]".into()),
             _temporary: temporary,
         })
+    }
+
+    /// Sets the bot groups this node serves: jobs of a project whose
+    /// `botgroups` setting names others stay pending for outside workers.
+    pub fn serve_botgroups(&self, groups: &[String]) {
+        let text = serde_json::Value::from(groups.to_vec()).to_string();
+        *self
+            .served_botgroups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    fn served_botgroups(&self) -> String {
+        self.served_botgroups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The read connection.

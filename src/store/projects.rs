@@ -113,6 +113,16 @@ impl Store {
         self.catalog_generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A project by its numeric id.
+    pub fn project_by_id(&self, id: i64) -> StoreResult<Option<Project>> {
+        let catalog = self.catalog()?;
+        Ok(catalog
+            .projects
+            .iter()
+            .find(|(project, _)| project.id == id)
+            .map(|(project, _)| project.clone()))
+    }
+
     pub fn project(&self, name: &str) -> StoreResult<Option<Project>> {
         let catalog = self.catalog()?;
         Ok(catalog
@@ -153,15 +163,7 @@ impl Store {
     pub fn put_version(&self, project: &str, version: &Version, now: f64) -> StoreResult<Project> {
         let (name, version) = (project.to_string(), version.clone());
         let result = self.write(move |connection| {
-            connection.execute(
-                "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                params![name, now],
-            )?;
-            let id: i64 = connection.query_row(
-                "SELECT id FROM projects WHERE name = ?1",
-                [&name],
-                |row| row.get(0),
-            )?;
+            let id = create_project_in(connection, &name, now)?;
             connection.execute(
                 "INSERT OR REPLACE INTO versions
                      (project_id, version, dir_name, settings_module, spiders, uploaded_at)
@@ -214,6 +216,38 @@ impl Store {
         self.catalog_changed();
         result
     }
+}
+
+/// Creates a project unless it exists. A name of digits becomes the
+/// project's numeric id when that id was never used (no project and no job
+/// has it), so `scrapyd-deploy` to project `123` and the Cloud API's project
+/// 123 are one project; other names get the next free id.
+pub(super) fn create_project_in(connection: &Connection, name: &str, now: f64) -> StoreResult<i64> {
+    let existing: Option<i64> = connection
+        .prepare_cached("SELECT id FROM projects WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let wanted = name
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0 && name.bytes().all(|b| b.is_ascii_digit()) && !name.starts_with('0'));
+    let free = match wanted {
+        Some(id) => connection
+            .prepare_cached(
+                "SELECT NOT EXISTS (SELECT 1 FROM projects WHERE id = ?1)
+                    AND NOT EXISTS (SELECT 1 FROM jobs WHERE project_id = ?1)",
+            )?
+            .query_row([id], |row| row.get::<_, bool>(0))?,
+        None => false,
+    };
+    Ok(connection.query_row(
+        "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+        params![wanted.filter(|_| free), name, now],
+        |row| row.get(0),
+    )?)
 }
 
 fn delete_project_in(connection: &Connection, project_id: i64, now: f64) -> StoreResult<usize> {

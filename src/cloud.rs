@@ -1,0 +1,471 @@
+//! The domain operations the Scrapy Cloud API needs beyond Scrapyd's: the
+//! same projects, spiders and jobs, named by numbers (`P/S/J`), with tags,
+//! metadata, outside workers, settings and an activity log. Nothing here
+//! knows HTTP; `http::cloud` is a thin layer over these methods.
+//!
+//! Priorities: Scrapy Cloud's 0 (lowest) to 4 (highest), default 2, and
+//! Scrapyd's float priority, default 0, share one queue: a Cloud priority
+//! `p` is stored as `p - 2`, so both defaults rank alike (first come, first
+//! served between the two APIs), Cloud 4 is Scrapyd 2.0 and Cloud 0 is
+//! Scrapyd -2.0. A Scrapyd priority shows in the Cloud API as the nearest
+//! Cloud priority (`round(p + 2)`, held to 0–4).
+
+use serde_json::{Map, Value};
+
+use crate::clock;
+use crate::daemon::{Daemon, DaemonError, DaemonResult, check_passable};
+use crate::filter::{self, Filter};
+use crate::names;
+use crate::store::{Job, JobQuery, JobState, MetaChange, NewJob, Project};
+
+/// Scrapy Cloud's default priority.
+pub const DEFAULT_PRIORITY: i64 = 2;
+
+/// The stored (Scrapyd) priority of a Cloud priority.
+pub fn stored_priority(cloud: i64) -> f64 {
+    (cloud - DEFAULT_PRIORITY) as f64
+}
+
+/// The Cloud priority of a stored one.
+pub fn cloud_priority(stored: f64) -> i64 {
+    let shifted = stored + DEFAULT_PRIORITY as f64;
+    if shifted.is_nan() {
+        return DEFAULT_PRIORITY;
+    }
+    shifted.round().clamp(0.0, 4.0) as i64
+}
+
+/// Milliseconds since the epoch, as the Cloud API counts time.
+pub fn millis(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// A spider as the Cloud API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudSpider {
+    pub id: i64,
+    pub name: String,
+    pub tags: Vec<String>,
+    /// The current version that has it, `None` for a spider that only has
+    /// an id (made with `ids/P/spider/NAME?create=1`).
+    pub version: Option<String>,
+}
+
+/// A `run.json` or `jobq/P/push`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub spider: String,
+    pub tags: Vec<String>,
+    /// 0–4; `None` is the default, 2.
+    pub priority: Option<i64>,
+    /// 1–6.
+    pub units: Option<u32>,
+    /// Scrapy settings, any JSON values.
+    pub job_settings: Map<String, Value>,
+    /// Metadata to store with the job; `state` there starts it in that
+    /// state (`running`, `finished`).
+    pub meta: Map<String, Value>,
+    pub args: Vec<(String, String)>,
+    /// Who asks: recorded as `scheduled_by`.
+    pub who: String,
+    /// Refuse the job when the same spider with the same arguments is
+    /// pending or running (`run.json`); a push does not.
+    pub refuse_duplicate: bool,
+}
+
+impl Daemon {
+    /// A project as the Cloud API names it: its numeric id, or its name.
+    pub fn cloud_project(&self, text: &str) -> DaemonResult<Project> {
+        let store = self.store();
+        let found = match text.parse::<i64>() {
+            Ok(id) => store.project_by_id(id)?,
+            Err(_) => None,
+        };
+        match found {
+            Some(project) => Ok(project),
+            None => store
+                .project(text)?
+                .ok_or_else(|| DaemonError::ProjectNotFound(text.to_string())),
+        }
+    }
+
+    /// Every project, by id.
+    pub fn cloud_projects(&self) -> DaemonResult<Vec<Project>> {
+        let mut projects = self.store().projects()?;
+        projects.sort_by_key(|project| project.id);
+        Ok(projects)
+    }
+
+    /// The spiders of a project: those of its current version and those
+    /// that only have an id, each with its id (given now if it had none).
+    pub fn cloud_spiders(&self, project: &Project) -> DaemonResult<Vec<CloudSpider>> {
+        let store = self.store();
+        let current = store.version(project.id, None)?;
+        if let Some(version) = &current {
+            for name in &version.spiders {
+                store.spider_id(project.id, name, true)?;
+            }
+        }
+        Ok(store
+            .spiders_with_ids(project.id)?
+            .into_iter()
+            .map(|(id, name, tags)| CloudSpider {
+                version: current
+                    .as_ref()
+                    .filter(|version| version.spiders.contains(&name))
+                    .map(|version| version.version.clone()),
+                id,
+                name,
+                tags,
+            })
+            .collect())
+    }
+
+    /// A spider's id; with `create`, a new one for an unknown name.
+    pub fn spider_id(
+        &self,
+        project: &Project,
+        name: &str,
+        create: bool,
+    ) -> DaemonResult<Option<i64>> {
+        if create && !names::is_safe_component(name) {
+            return Err(names::DirectoryTraversal(name.to_string()).into());
+        }
+        Ok(self.store().spider_id(project.id, name, create)?)
+    }
+
+    /// A spider by id or name.
+    pub fn cloud_spider(&self, project: &Project, spider: &str) -> DaemonResult<CloudSpider> {
+        let spiders = self.cloud_spiders(project)?;
+        let by_id = spider.parse::<i64>().ok();
+        spiders
+            .into_iter()
+            .find(|found| Some(found.id) == by_id || found.name == spider)
+            .ok_or_else(|| DaemonError::SpiderNotFound(spider.to_string()))
+    }
+
+    pub fn change_spider_tags(
+        &self,
+        project: &Project,
+        spider: &CloudSpider,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> DaemonResult<()> {
+        Ok(self
+            .store()
+            .change_spider_tags(project.id, spider.id, add, remove)?)
+    }
+
+    /// Queues a job through the Cloud API: into the one queue, crawled by
+    /// the supervisor like a Scrapyd job unless its project is held for
+    /// outside workers.
+    pub async fn run(&self, project: &Project, request: RunRequest) -> DaemonResult<Job> {
+        let known = self
+            .store()
+            .version(project.id, None)?
+            .is_some_and(|version| version.spiders.contains(&request.spider))
+            || self
+                .store()
+                .spider_id(project.id, &request.spider, false)?
+                .is_some();
+        if !known {
+            return Err(DaemonError::SpiderNotFound(request.spider));
+        }
+        let priority = request.priority.unwrap_or(DEFAULT_PRIORITY);
+        if !(0..=4).contains(&priority) {
+            return Err(DaemonError::BadRequest(format!(
+                "priority must be 0 to 4, not {priority}"
+            )));
+        }
+        let units = request.units.unwrap_or(1);
+        if !(1..=6).contains(&units) {
+            return Err(DaemonError::BadRequest(format!(
+                "units must be 1 to 6, not {units}"
+            )));
+        }
+        let settings: Vec<(String, String)> = request
+            .job_settings
+            .iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (name.clone(), text)
+            })
+            .collect();
+        check_passable(&settings, &request.args)?;
+        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        names::check_job_path(&project.name, &request.spider, &job_id)?;
+        let mut meta = request.meta;
+        let state = match meta.remove("state") {
+            None => JobState::Pending,
+            Some(Value::String(state)) => match state.as_str() {
+                "pending" => JobState::Pending,
+                "running" => JobState::Running,
+                "finished" => JobState::Finished,
+                "deleted" => JobState::Deleted,
+                _ => return Err(DaemonError::BadRequest(format!("unknown state {state}"))),
+            },
+            Some(other) => return Err(DaemonError::BadRequest(format!("unknown state {other}"))),
+        };
+        meta.insert("scheduled_by".into(), Value::from(request.who.as_str()));
+        if !request.job_settings.is_empty() {
+            meta.insert("job_settings".into(), Value::Object(request.job_settings));
+        }
+        let now = clock::now();
+        let new = NewJob {
+            job_id,
+            project_id: project.id,
+            project: project.name.clone(),
+            spider: request.spider,
+            version: None,
+            priority: stored_priority(priority),
+            units,
+            args: request.args,
+            settings,
+            tags: request.tags,
+            pending_time: now,
+            meta,
+            refuse_duplicate: request.refuse_duplicate,
+        };
+        let job = self
+            .store()
+            .insert_cloud_job(new, state, &request.who, now)
+            .await?;
+        if job.state == JobState::Pending {
+            self.wake_launcher();
+        }
+        Ok(job)
+    }
+
+    /// The job `P/S/J` of a project (`P` already resolved).
+    pub fn cloud_job(&self, project: &Project, spider_id: i64, counter: i64) -> DaemonResult<Job> {
+        self.store()
+            .job_by_key(project.id, spider_id, counter)?
+            .ok_or_else(|| {
+                DaemonError::JobNotFound(format!("{}/{spider_id}/{counter}", project.id))
+            })
+    }
+
+    /// A job by its key `P/S/J` or its Scrapyd id, in a project.
+    pub fn find_cloud_job(&self, project: &Project, key: &str) -> DaemonResult<Job> {
+        let parts: Vec<&str> = key.split('/').collect();
+        let numbers: Vec<i64> = parts.iter().filter_map(|part| part.parse().ok()).collect();
+        match (parts.len(), numbers.as_slice()) {
+            (3, [p, s, j]) if *p == project.id => self.cloud_job(project, *s, *j),
+            (2, [s, j]) => self.cloud_job(project, *s, *j),
+            _ => {
+                let found = self.store().jobs_with_id(project.id, key)?;
+                found
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| DaemonError::JobNotFound(key.to_string()))
+            }
+        }
+    }
+
+    pub fn query_jobs(
+        &self,
+        query: &JobQuery,
+        offset: usize,
+        count: usize,
+    ) -> DaemonResult<Vec<Job>> {
+        Ok(self.store().query_cloud_jobs(query, offset, count)?)
+    }
+
+    pub fn count_jobs(&self, query: &JobQuery) -> DaemonResult<u64> {
+        Ok(self.store().count_cloud_jobs(query)?)
+    }
+
+    /// A job's metadata as the Cloud API shows it; `api_url` is the Dash
+    /// base the client used.
+    pub fn job_metadata(&self, job: &Job, api_url: &str) -> Map<String, Value> {
+        let mut meta = Map::new();
+        let pairs = |pairs: &[(String, String)]| {
+            Value::Object(
+                pairs
+                    .iter()
+                    .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+                    .collect(),
+            )
+        };
+        meta.insert("key".into(), Value::from(job.key()));
+        meta.insert("project".into(), Value::from(job.project_id));
+        meta.insert("spider".into(), Value::from(job.spider.as_str()));
+        meta.insert("spider_type".into(), Value::from("manual"));
+        meta.insert("state".into(), Value::from(job.state.as_str()));
+        meta.insert("priority".into(), Value::from(cloud_priority(job.priority)));
+        meta.insert("units".into(), Value::from(job.units));
+        meta.insert("tags".into(), Value::from(job.tags.clone()));
+        meta.insert("spider_args".into(), pairs(&job.args));
+        meta.insert("job_settings".into(), pairs(&job.settings));
+        meta.insert("environment".into(), Value::Object(Map::new()));
+        meta.insert(
+            "version".into(),
+            job.run_version
+                .clone()
+                .or_else(|| job.version.clone())
+                .map_or(Value::Null, Value::from),
+        );
+        meta.insert("pending_time".into(), Value::from(millis(job.pending_time)));
+        if let Some(start) = job.start_time.filter(|_| job.state != JobState::Pending) {
+            meta.insert("running_time".into(), Value::from(millis(start)));
+        }
+        if let Some(end) = job.end_time {
+            meta.insert("finished_time".into(), Value::from(millis(end)));
+        }
+        if let Some(reason) = &job.close_reason {
+            meta.insert("close_reason".into(), Value::from(reason.as_str()));
+        }
+        meta.insert("scheduled_by".into(), Value::from("scrapyd"));
+        if job.state != JobState::Pending {
+            meta.insert("started_by".into(), Value::from("scrapyd-rs"));
+        }
+        meta.insert("api_url".into(), Value::from(api_url));
+        meta.insert(
+            "portia_url".into(),
+            Value::from(format!("{api_url}portia/")),
+        );
+        // What the API stored wins over what the columns say.
+        for (key, value) in &job.meta {
+            meta.insert(key.clone(), value.clone());
+        }
+        meta
+    }
+
+    /// Sets and removes metadata keys of a job.
+    pub fn change_job_meta(&self, job: &Job, change: MetaChange) -> DaemonResult<Job> {
+        Ok(self.store().change_job_meta(job.seq, change)?)
+    }
+
+    /// Moves a job to a state as an outside runner or the API asks;
+    /// answers its previous state. A crawl of this daemon's own supervisor
+    /// is only stopped, by signal, as `cancel.json` would.
+    pub fn move_job(
+        &self,
+        job: &Job,
+        to: JobState,
+        who: &str,
+        change: MetaChange,
+    ) -> DaemonResult<JobState> {
+        if job.state == JobState::Running && job.runner.is_none() && to != JobState::Running {
+            self.change_job_meta(job, change)?;
+            self.stop_own_crawl(job)?;
+            return Ok(job.state);
+        }
+        let previous = self
+            .store()
+            .move_job(job.seq, to, who, change, clock::now())?;
+        if to == JobState::Pending {
+            self.wake_launcher();
+        }
+        Ok(previous)
+    }
+
+    /// Hands the next pending job of a project to an outside worker.
+    pub fn start_next_job(
+        &self,
+        project: &Project,
+        who: &str,
+        change: MetaChange,
+    ) -> DaemonResult<Option<Job>> {
+        Ok(self
+            .store()
+            .claim_for_worker(project.id, who, change, clock::now())?)
+    }
+
+    /// Cancels jobs: pending ones leave the queue (finished, `cancelled`),
+    /// this daemon's running crawls are signalled; answers how many were
+    /// pending.
+    pub fn cancel_jobs(&self, jobs: &[Job], who: &str) -> DaemonResult<usize> {
+        let pending: Vec<i64> = jobs
+            .iter()
+            .filter(|job| job.state == JobState::Pending)
+            .map(|job| job.seq)
+            .collect();
+        for job in jobs.iter().filter(|job| job.state == JobState::Running) {
+            if job.runner.is_none() {
+                self.stop_own_crawl(job)?;
+            }
+        }
+        Ok(self
+            .store()
+            .cancel_pending_jobs(pending, who, clock::now())?)
+    }
+
+    /// Removes a job and what it stored, for good.
+    pub fn purge_job(&self, job: &Job) -> DaemonResult<()> {
+        if job.state == JobState::Running && job.runner.is_none() {
+            self.stop_own_crawl(job)?;
+        }
+        Ok(self.store().purge_job(job.seq)?)
+    }
+
+    /// Events newest first: at most `count` that pass every filter.
+    pub fn activity(
+        &self,
+        project: &Project,
+        filters: &[Filter],
+        count: usize,
+        visit: &mut dyn FnMut(i64, Map<String, Value>),
+    ) -> DaemonResult<()> {
+        let mut left = count;
+        self.store().read_activity(project.id, &mut |entry| {
+            if left == 0 {
+                return false;
+            }
+            if filter::all_match(filters, &entry.event) {
+                left -= 1;
+                visit(entry.ts, entry.event);
+            }
+            left > 0
+        })?;
+        Ok(())
+    }
+
+    pub fn add_activity(
+        &self,
+        project: &Project,
+        events: Vec<Map<String, Value>>,
+    ) -> DaemonResult<()> {
+        Ok(self
+            .store()
+            .add_activity(project.id, millis(clock::now()), events)?)
+    }
+
+    pub fn project_settings(&self, project: &Project) -> DaemonResult<Map<String, Value>> {
+        Ok(self.store().project_settings(project.id)?)
+    }
+
+    pub fn project_setting(&self, project: &Project, name: &str) -> DaemonResult<Option<Value>> {
+        Ok(self.store().project_setting(project.id, name)?)
+    }
+
+    pub fn merge_project_settings(
+        &self,
+        project: &Project,
+        changes: Map<String, Value>,
+    ) -> DaemonResult<()> {
+        Ok(self.store().merge_project_settings(project.id, changes)?)
+    }
+
+    pub fn delete_project_setting(&self, project: &Project, name: &str) -> DaemonResult<()> {
+        Ok(self.store().delete_project_setting(project.id, name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_both_ways() {
+        assert_eq!(stored_priority(2), 0.0);
+        assert_eq!(cloud_priority(stored_priority(4)), 4);
+        assert_eq!(cloud_priority(stored_priority(0)), 0);
+        assert_eq!(cloud_priority(0.0), 2);
+        assert_eq!(cloud_priority(10.0), 4);
+        assert_eq!(cloud_priority(f64::NEG_INFINITY), 0);
+    }
+}

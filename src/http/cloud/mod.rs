@@ -1,0 +1,376 @@
+//! The Scrapy Cloud API: Dash (`/api/…`, form bodies, JSON answers with a
+//! `status`) and the storage paths at the root (JSON lines). A thin layer:
+//! each request is parsed here, handed to one [`Daemon`] operation, and
+//! answered the way the official client reads it.
+//!
+//! - [`dash`]: `run.json`, `jobs/*.json`, spiders, projects, deploys.
+//! - [`jobs`]: `ids`, `jobq`, job metadata, last job summaries.
+//! - [`project`]: settings, activity, job summaries, the clock.
+
+mod dash;
+mod jobs;
+mod project;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde_json::{Map, Value};
+
+use super::HttpResponse;
+use super::body;
+use super::params::{ParamError, Params};
+use crate::daemon::{Daemon, DaemonError};
+use crate::filter::FilterError;
+use crate::store::{JobState, Project, StoreError};
+
+/// The first path segments of the storage API.
+const STORAGE_ROOTS: &[&str] = &[
+    "ids", "jobq", "jobs", "spiders", "projects", "activity", "system",
+];
+
+/// Which half of the Cloud API a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Api {
+    Dash,
+    Storage,
+}
+
+/// Whether `path` is a Cloud API path. `/jobs` alone is Scrapyd's page;
+/// `/jobs/P/S/J` is job metadata.
+pub fn api_of(path: &str) -> Option<Api> {
+    if path.starts_with("/api/") {
+        return Some(Api::Dash);
+    }
+    let mut segments = path.trim_start_matches('/').split('/');
+    let root = segments.next()?;
+    let more = segments.next().is_some_and(|next| !next.is_empty());
+    (more && STORAGE_ROOTS.contains(&root)).then_some(Api::Storage)
+}
+
+/// Why a Cloud request could not be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Authentication failed")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// Dash's `run.json`: the same spider and arguments are queued.
+    #[error("{0}")]
+    Duplicate(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DaemonError> for CloudError {
+    fn from(error: DaemonError) -> CloudError {
+        match error {
+            DaemonError::ProjectNotFound(_)
+            | DaemonError::SpiderNotFound(_)
+            | DaemonError::VersionNotFound(_)
+            | DaemonError::JobNotFound(_) => CloudError::NotFound(error.to_string()),
+            DaemonError::Store(StoreError::DuplicateJob(_)) => {
+                CloudError::Duplicate(error.to_string())
+            }
+            DaemonError::Store(_) | DaemonError::Internal(_) | DaemonError::Io { .. } => {
+                CloudError::Internal(error.to_string())
+            }
+            _ => CloudError::BadRequest(error.to_string()),
+        }
+    }
+}
+
+impl From<ParamError> for CloudError {
+    fn from(error: ParamError) -> CloudError {
+        CloudError::BadRequest(error.to_string())
+    }
+}
+
+impl From<FilterError> for CloudError {
+    fn from(error: FilterError) -> CloudError {
+        CloudError::BadRequest(error.to_string())
+    }
+}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// One Cloud request, parsed as far as every endpoint needs.
+pub struct CloudRequest {
+    pub method: Method,
+    /// The path's segments after the API's root (`/api/` for Dash).
+    pub segments: Vec<String>,
+    pub params: Params,
+    pub body: Bytes,
+    /// The Dash base URL the client used, which job metadata repeats.
+    pub api_url: String,
+    /// Who asks: the API key's name in the logs (never the key itself).
+    pub who: String,
+}
+
+impl CloudRequest {
+    /// Segment `index`, or an error naming what is missing.
+    pub fn segment(&self, index: usize) -> CloudResult<&str> {
+        self.segments
+            .get(index)
+            .map(String::as_str)
+            .ok_or_else(|| CloudError::NotFound("no such resource".into()))
+    }
+
+    /// The body as JSON lines: every non-empty line one JSON value.
+    pub fn json_lines(&self) -> CloudResult<Vec<Value>> {
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|_| CloudError::BadRequest("the body is not UTF-8".into()))?;
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                serde_json::from_str(line)
+                    .map_err(|error| CloudError::BadRequest(format!("invalid JSON line: {error}")))
+            })
+            .collect()
+    }
+
+    /// The body as one JSON object (an empty body is an empty object).
+    pub fn json_object(&self) -> CloudResult<Map<String, Value>> {
+        match self.json_lines()?.into_iter().next() {
+            None => Ok(Map::new()),
+            Some(Value::Object(map)) => Ok(map),
+            Some(_) => Err(CloudError::BadRequest("expected a JSON object".into())),
+        }
+    }
+
+    /// Every value of a repeated query parameter.
+    pub fn all(&mut self, name: &str) -> CloudResult<Vec<String>> {
+        Ok(self.params.all(name)?)
+    }
+
+    pub fn optional(&mut self, name: &str) -> CloudResult<Option<String>> {
+        Ok(self.params.optional(name)?)
+    }
+
+    /// An optional whole-number parameter.
+    pub fn number(&mut self, name: &str) -> CloudResult<Option<i64>> {
+        match self.params.optional(name)? {
+            None => Ok(None),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| CloudError::BadRequest(format!("{name} must be a whole number"))),
+        }
+    }
+}
+
+/// Answers a Cloud request.
+pub async fn answer(
+    daemon: &Arc<Daemon>,
+    api: Api,
+    parts: &Parts,
+    body: Bytes,
+    path: &str,
+) -> HttpResponse {
+    let result = answer_checked(daemon, api, parts, body, path).await;
+    match (api, result) {
+        (_, Ok(response)) => response,
+        (Api::Dash, Err(error)) => dash::error(&error),
+        (Api::Storage, Err(error)) => storage_error(&error),
+    }
+}
+
+async fn answer_checked(
+    daemon: &Arc<Daemon>,
+    api: Api,
+    parts: &Parts,
+    body: Bytes,
+    path: &str,
+) -> CloudResult<HttpResponse> {
+    // The clock is public: the client reads it without credentials.
+    let who = if path == "/system/ts" {
+        "anonymous".to_string()
+    } else {
+        authorized_key(daemon, parts)?
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    // Storage bodies are JSON lines, never parameters.
+    let form_body = match api {
+        Api::Dash => body.clone(),
+        Api::Storage => Bytes::new(),
+    };
+    let params = Params::parse(parts.uri.query(), content_type, form_body).await?;
+    let root = match api {
+        Api::Dash => "/api/",
+        Api::Storage => "/",
+    };
+    let segments = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let request = CloudRequest {
+        method: parts.method.clone(),
+        segments,
+        params,
+        body,
+        api_url: dash_url(daemon, parts),
+        who,
+    };
+    match api {
+        Api::Dash => dash::answer(daemon, request).await,
+        Api::Storage => {
+            let daemon = Arc::clone(daemon);
+            // Storage calls wait for commits: on the blocking pool.
+            tokio::task::spawn_blocking(move || storage(&daemon, request))
+                .await
+                .map_err(|error| CloudError::Internal(error.to_string()))?
+        }
+    }
+}
+
+fn storage(daemon: &Daemon, request: CloudRequest) -> CloudResult<HttpResponse> {
+    match request.segments.first().map(String::as_str) {
+        Some("ids" | "jobq" | "jobs" | "spiders") => jobs::answer(daemon, request),
+        _ => project::answer(daemon, request),
+    }
+}
+
+/// The Dash base URL as the client reached it: `http://HOST[PREFIX]/api/`.
+fn dash_url(daemon: &Daemon, parts: &Parts) -> String {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
+    let prefix = parts
+        .headers
+        .get(daemon.config.prefix_header.as_str())
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .trim_end_matches('/');
+    format!("http://{host}{prefix}/api/")
+}
+
+/// The API key of a request, checked against the configured keys: HTTP
+/// Basic with the key as the user. With no key configured the API is open.
+fn authorized_key(daemon: &Daemon, parts: &Parts) -> CloudResult<String> {
+    use base64::Engine;
+    let keys = &daemon.config.cloud_api_keys;
+    let user = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, encoded)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+        })
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .map(|pair| {
+            pair.split_once(':')
+                .map_or(pair.clone(), |(user, _)| user.to_string())
+        });
+    if keys.is_empty() {
+        return Ok("apikey".into());
+    }
+    let Some(user) = user else {
+        return Err(CloudError::Unauthorized);
+    };
+    let known = keys
+        .iter()
+        .any(|key| constant_time_eq::constant_time_eq(key.as_bytes(), user.as_bytes()));
+    if known {
+        Ok("apikey".into())
+    } else {
+        Err(CloudError::Unauthorized)
+    }
+}
+
+/// A project named in a path or parameter, by id (or name).
+pub fn project(daemon: &Daemon, text: &str) -> CloudResult<Project> {
+    Ok(daemon.cloud_project(text)?)
+}
+
+/// A state name of the API.
+pub fn parse_state(text: &str) -> CloudResult<JobState> {
+    match text {
+        "pending" => Ok(JobState::Pending),
+        "running" => Ok(JobState::Running),
+        "finished" => Ok(JobState::Finished),
+        "deleted" => Ok(JobState::Deleted),
+        other => Err(CloudError::BadRequest(format!("unknown state {other}"))),
+    }
+}
+
+/// Storage answers: JSON lines, one compact value per line.
+pub fn json_lines<'a>(values: impl IntoIterator<Item = &'a Value>) -> HttpResponse {
+    let mut text = String::new();
+    for value in values {
+        text.push_str(&value.to_string());
+        text.push('\n');
+    }
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            "application/x-jsonlines; charset=utf-8",
+        )
+        .body(body::full(text))
+        .unwrap_or_default()
+}
+
+/// A single storage value, on one line.
+pub fn json_value(value: &Value) -> HttpResponse {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(body::full(format!("{value}\n")))
+        .unwrap_or_default()
+}
+
+/// A write whose answer carries nothing.
+pub fn written() -> HttpResponse {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(body::empty())
+        .unwrap_or_default()
+}
+
+/// A storage error: its status and `{"message": …}`.
+fn storage_error(error: &CloudError) -> HttpResponse {
+    let status = match error {
+        CloudError::BadRequest(_) | CloudError::Duplicate(_) => StatusCode::BAD_REQUEST,
+        CloudError::Unauthorized => StatusCode::UNAUTHORIZED,
+        CloudError::NotFound(_) => StatusCode::NOT_FOUND,
+        CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = serde_json::json!({ "message": error.to_string() });
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(body::full(format!("{message}\n")))
+        .unwrap_or_default();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Scrapy Cloud\""),
+        );
+    }
+    response
+}
+
+/// The method is not one this path takes.
+pub fn no_such_method() -> CloudError {
+    CloudError::NotFound("no such resource for this method".into())
+}
