@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of scrapyd-rs: the Rust unit tests, then the black-box
 # suite (tests/e2e) that starts the built binary, deploys a real egg with
-# scrapyd-deploy and crawls a local test site with real Scrapy.
+# scrapyd-deploy and crawls a local test site with real Scrapy, then the
+# Scrapy Cloud client's own test suite from ../shared (skipped, saying so,
+# where ../shared is absent).
 #
 # The Python venv with Scrapy and the real clients (tests/requirements.txt)
 # is created in .venv on first use and refreshed when that file changes.
@@ -27,3 +29,8 @@ cargo build --locked
 export SCRAPYD_RS_BIN="$PWD/target/debug/scrapyd-rs"
 export PATH="$venv/bin:$PATH"
 "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+# Only for a whole run: extra arguments pick black-box tests.
+if [ $# -eq 0 ]; then
+    SCRAPYD_RS_VENV="$venv" bash tests/conformance/run.sh
+fi
