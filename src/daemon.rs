@@ -115,10 +115,31 @@ impl Daemon {
         }
     }
 
+    // A project name is checked before anything else is done with it, in
+    // one of Scrapyd 1.6's two ways, so that each operation answers a bad
+    // name as Scrapyd does. Schedule, cancel, status, listspiders and
+    // listjobs look it up among the known projects (`existing_project`:
+    // `project '../p' not found`); listversions, delversion and delproject
+    // build its folder name in the eggs folder (`project_in_eggs_dir`:
+    // `DirectoryTraversalError: ../p`), and so does addversion, with the
+    // same check, right after it has checked that the egg is a ZIP.
+
+    /// A project among the known ones. A name that cannot be a folder name
+    /// was never uploaded, so it is not found, without being looked up.
     fn existing_project(&self, name: &str) -> DaemonResult<Project> {
-        self.store
-            .project(name)?
-            .ok_or_else(|| DaemonError::ProjectNotFound(name.to_string()))
+        let not_found = || DaemonError::ProjectNotFound(name.to_string());
+        if !names::is_safe_component(name) {
+            return Err(not_found());
+        }
+        self.store.project(name)?.ok_or_else(not_found)
+    }
+
+    /// A project in the eggs folder: its name must be a safe folder name
+    /// (else `DirectoryTraversalError`), then it is looked up; `None` if it
+    /// was never uploaded.
+    fn project_in_eggs_dir(&self, name: &str) -> DaemonResult<Option<Project>> {
+        names::check_project(name)?;
+        Ok(self.store.project(name)?)
     }
 
     /// `(pending, running, finished)` as `daemonstatus.json` counts them.
@@ -138,11 +159,17 @@ impl Daemon {
     ) -> DaemonResult<usize> {
         let limits = self.config.egg_limits.clone();
         let egg_for_check = egg.clone();
-        let info = tokio::task::spawn_blocking(move || eggs::inspect_egg(&egg_for_check, &limits))
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
-        names::check_project(project)?;
-        names::check_version(version)?;
+        let (project_name, version_name) = (project.to_string(), version.to_string());
+        // Scrapyd's order: is it a ZIP at all, then may the names become
+        // folder names, then (here) is it a usable egg.
+        let info = tokio::task::spawn_blocking(move || {
+            eggs::check_zip(&egg_for_check)?;
+            names::check_project(&project_name)?;
+            names::check_version(&version_name)?;
+            Ok::<_, DaemonError>(eggs::inspect_egg(&egg_for_check, &limits)?)
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))??;
         let _upload = self.uploads.lock().await;
 
         let project_dir = self.config.eggs_dir.join(project);
@@ -374,7 +401,7 @@ impl Daemon {
 
     /// Versions oldest first; an unknown project has none.
     pub fn version_names(&self, project: &str) -> DaemonResult<Vec<String>> {
-        Ok(match self.store.project(project)? {
+        Ok(match self.project_in_eggs_dir(project)? {
             Some(project) => self
                 .store
                 .versions(project.id)?
@@ -426,9 +453,9 @@ impl Daemon {
 
     /// Deletes one version, and the project with its last version.
     pub fn delete_version(&self, project: &str, version: &str) -> DaemonResult<()> {
-        names::check_project(project)?;
+        // Scrapyd answers an unknown project as an unknown version here.
         let not_found = || DaemonError::VersionNotFound(version.to_string());
-        let project = self.store.project(project)?.ok_or_else(not_found)?;
+        let project = self.project_in_eggs_dir(project)?.ok_or_else(not_found)?;
         let record = self
             .store
             .version(project.id, Some(version))?
@@ -450,8 +477,9 @@ impl Daemon {
     /// Deletes a project with all its versions. Its pending jobs are
     /// cancelled; running crawls finish on their own.
     pub fn delete_project(&self, project: &str) -> DaemonResult<()> {
-        names::check_project(project)?;
-        let project = self.existing_project(project)?;
+        let project = self
+            .project_in_eggs_dir(project)?
+            .ok_or_else(|| DaemonError::ProjectNotFound(project.to_string()))?;
         let cancelled = self.store.delete_project(&project, clock::now())?;
         let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));
         info!(project = %project.name, cancelled, "project deleted");

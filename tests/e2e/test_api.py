@@ -257,6 +257,56 @@ def test_egg_as_plain_text_field_that_is_not_a_zip(daemon):
     assert response.content == error_body("egg is not a ZIP file (if using curl, use egg=@path not egg=path)")
 
 
+# A project name that would leave its folder, as Scrapyd 1.6 answers it: where
+# it looks the name up among the known projects, it is not found; where it
+# builds the project's folder in eggs_dir from it, DirectoryTraversalError.
+TRAVERSAL = "DirectoryTraversalError: ../p"
+UNKNOWN = "project '../p' not found"
+PROJECT_LEAVING_ITS_FOLDER = [
+    ("GET", "listversions.json", {"project": "../p"}, TRAVERSAL),
+    ("POST", "delversion.json", {"project": "../p", "version": "1.0"}, TRAVERSAL),
+    ("POST", "delproject.json", {"project": "../p"}, TRAVERSAL),
+    ("POST", "schedule.json", {"project": "../p", "spider": "pages"}, UNKNOWN),
+    ("POST", "schedule.json", {"project": "../p", "spider": "pages", "_version": "1.0"}, UNKNOWN),
+    ("POST", "cancel.json", {"project": "../p", "job": "j"}, UNKNOWN),
+    ("GET", "status.json", {"job": "j", "project": "../p"}, UNKNOWN),
+    ("GET", "listspiders.json", {"project": "../p"}, UNKNOWN),
+    ("GET", "listspiders.json", {"project": "../p", "_version": "1.0"}, UNKNOWN),
+    ("GET", "listjobs.json", {"project": "../p"}, UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("method", "endpoint", "params", "message"), PROJECT_LEAVING_ITS_FOLDER)
+def test_project_name_leaving_its_folder_on_every_endpoint(deployed, method, endpoint, params, message):
+    # testproject is deployed and eggs_dir/../p exists: neither may be reached
+    (deployed.root / "p").mkdir()
+    (deployed.root / "p" / "1_0.egg").write_bytes(deployed.egg_file.read_bytes())
+    if method == "GET":
+        response = deployed.request("GET", "/" + endpoint, params=params)
+    else:
+        response = deployed.request("POST", "/" + endpoint, data=params)
+    assert response.status_code == 200
+    assert response.content == error_body(message)
+    assert (deployed.root / "p" / "1_0.egg").is_file()
+    assert deployed.ok("GET", "listversions.json", {"project": "testproject"})["versions"] == ["1.0"]
+
+
+def test_addversion_checks_the_zip_then_the_project_name(daemon):
+    # Scrapyd checks that the egg is a ZIP, then the name, then nothing more:
+    # a ZIP that is no egg at all still gets the name's error
+    response = daemon.request(
+        "POST", "/addversion.json", data={"project": "../p", "version": "1"},
+        files={"egg": ("project.egg", b"not a zip")},
+    )
+    assert response.content == error_body("egg is not a ZIP file (if using curl, use egg=@path not egg=path)")
+    response = daemon.request(
+        "POST", "/addversion.json", data={"project": "../p", "version": "1"},
+        files={"egg": ("project.egg", zip_bytes({"a.txt": "no EGG-INFO here"}))},
+    )
+    assert response.content == error_body(TRAVERSAL)
+    assert daemon.ok("GET", "listprojects.json")["projects"] == []
+
+
 def test_project_name_leaving_its_folder(daemon, egg_file):
     with open(egg_file, "rb") as f:
         response = daemon.request(
