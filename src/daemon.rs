@@ -304,14 +304,12 @@ impl Daemon {
     }
 
     /// Queues a crawl; answers its job id. The job is on disk when this
-    /// returns, and the supervisor has been woken.
+    /// returns, and the supervisor has been woken. A version named by its
+    /// Scrapyd name (`1_0`) is recorded, and run, as the stored one (`1.0`).
     pub async fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
         let project = self.existing_project(&request.project)?;
         let version = match &request.version {
-            Some(wanted) => self
-                .store
-                .version(project.id, Some(wanted))?
-                .ok_or_else(|| DaemonError::VersionNotFound(wanted.clone()))?,
+            Some(wanted) => self.named_version(&project, wanted)?,
             None => self
                 .store
                 .version(project.id, None)?
@@ -333,7 +331,7 @@ impl Daemon {
                 project_id: project.id,
                 project: project.name,
                 spider: request.spider,
-                version: request.version,
+                version: request.version.map(|_| version.version),
                 // NaN has no place in an order (and SQLite stores it as NULL):
                 // Python's float() accepts it, so it is taken as the default.
                 priority: if request.priority.is_nan() {
@@ -381,6 +379,14 @@ impl Daemon {
         Ok(previous)
     }
 
+    /// The version a request names, exactly or by its Scrapyd name
+    /// (see [`Store::find_version`]).
+    fn named_version(&self, project: &Project, name: &str) -> DaemonResult<Version> {
+        self.store
+            .find_version(project.id, name)?
+            .ok_or_else(|| DaemonError::VersionNotFound(name.to_string()))
+    }
+
     /// The Scrapyd state of a job id.
     pub fn job_state(&self, job_id: &str, project: Option<&str>) -> DaemonResult<Option<JobState>> {
         let name = self.checked_filter(project)?;
@@ -416,12 +422,13 @@ impl Daemon {
     /// upload: no Python runs here.
     pub fn spider_names(&self, project: &str, version: Option<&str>) -> DaemonResult<Vec<String>> {
         let project = self.existing_project(project)?;
-        match self.store.version(project.id, version)? {
-            Some(found) => Ok(found.spiders),
-            None => match version {
-                Some(wanted) => Err(DaemonError::VersionNotFound(wanted.to_string())),
-                None => Ok(Vec::new()),
-            },
+        match version {
+            Some(wanted) => Ok(self.named_version(&project, wanted)?.spiders),
+            None => Ok(self
+                .store
+                .version(project.id, None)?
+                .map(|current| current.spiders)
+                .unwrap_or_default()),
         }
     }
 
@@ -451,15 +458,15 @@ impl Daemon {
         Ok(self.store.read_jobs(cursor, max_rows, visit)?)
     }
 
-    /// Deletes one version, and the project with its last version.
+    /// Deletes one version (named exactly or by its Scrapyd name), and the
+    /// project with its last version.
     pub fn delete_version(&self, project: &str, version: &str) -> DaemonResult<()> {
         // Scrapyd answers an unknown project as an unknown version here.
-        let not_found = || DaemonError::VersionNotFound(version.to_string());
-        let project = self.project_in_eggs_dir(project)?.ok_or_else(not_found)?;
-        let record = self
-            .store
-            .version(project.id, Some(version))?
-            .ok_or_else(not_found)?;
+        let project = self
+            .project_in_eggs_dir(project)?
+            .ok_or_else(|| DaemonError::VersionNotFound(version.to_string()))?;
+        let record = self.named_version(&project, version)?;
+        let version = record.version.as_str();
         let project_gone = self.store.delete_version(&project, version, clock::now())?;
         let _ = std::fs::remove_dir_all(runner::version_dir(&self.config, &project.name, &record));
         let _ = std::fs::remove_file(runner::egg_file(

@@ -27,7 +27,6 @@ POST_CLASSES = {"addversion.json": "AddVersion", "schedule.json": "Schedule", "c
                 "delversion.json": "DeleteVersion", "delproject.json": "DeleteProject"}
 
 
-
 def error_body(message: str) -> bytes:
     return expected_json(status="error", message=message, node_name=NODE_NAME)
 
@@ -539,6 +538,48 @@ def test_versions_exactly_as_uploaded(daemon, egg_file):
         daemon.upload("exact", version, egg_file)
     assert daemon.ok("GET", "listversions.json", {"project": "exact"})["versions"] == [
         "0.1", "2024-01-01_main", "a b"]
+
+
+def test_versions_found_by_their_scrapyd_name(daemon, egg_file, small_egg_file):
+    # Scrapyd lists 1.0 as 1_0, and clients that knew Scrapyd (ScrapydWeb)
+    # send that name back; it finds the one version it stands for
+    daemon.upload("p", "1.0", egg_file)
+    daemon.upload("p", "r2+b", small_egg_file)
+    assert daemon.ok("GET", "listversions.json", {"project": "p"})["versions"] == ["1.0", "r2+b"]
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "1_0"})["spiders"] == ALL_SPIDERS
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "r2_b"})["spiders"] == ["pages", "slow"]
+    # stubborn is only in 1.0, so this schedule found 1.0; the job names it exactly
+    jobid = daemon.schedule("p", "stubborn", _version="1_0", base_url="http://127.0.0.1:9/")
+    assert daemon.wait_finished(jobid)["spider"] == "stubborn"
+    # only Scrapyd's name itself, not every name Scrapyd would turn into it
+    response = daemon.request("GET", "/listspiders.json", params={"project": "p", "_version": "1+0"})
+    assert response.content == error_body("version '1+0' not found")
+    daemon.ok("POST", "delversion.json", {"project": "p", "version": "1_0"})
+    assert daemon.ok("GET", "listversions.json", {"project": "p"})["versions"] == ["r2+b"]
+    assert not (daemon.dirs["eggs"] / "p" / "1.0.egg").exists()
+    response = daemon.request("POST", "/delversion.json", data={"project": "p", "version": "1_0"})
+    assert response.content == error_body("version '1_0' not found")
+
+
+def test_scrapyd_name_of_two_versions_finds_neither(daemon, egg_file):
+    daemon.upload("p", "1.0", egg_file)
+    daemon.upload("p", "1+0", egg_file)
+    for method, endpoint, params in [
+        ("GET", "listspiders.json", {"project": "p", "_version": "1_0"}),
+        ("POST", "schedule.json", {"project": "p", "spider": "pages", "_version": "1_0"}),
+        ("POST", "delversion.json", {"project": "p", "version": "1_0"}),
+    ]:
+        if method == "GET":
+            response = daemon.request("GET", "/" + endpoint, params=params)
+        else:
+            response = daemon.request("POST", "/" + endpoint, data=params)
+        assert response.content == error_body("version '1_0' not found"), endpoint
+    assert daemon.ok("GET", "daemonstatus.json")["pending"] == 0
+    # an exact name still finds its version, and one uploaded as 1_0 wins over both
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "1+0"})["spiders"] == ALL_SPIDERS
+    daemon.upload("p", "1_0", egg_file)
+    daemon.ok("POST", "delversion.json", {"project": "p", "version": "1_0"})
+    assert sorted(daemon.ok("GET", "listversions.json", {"project": "p"})["versions"]) == ["1+0", "1.0"]
 
 
 # --------------------------------------------------------------------------
