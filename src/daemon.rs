@@ -136,10 +136,31 @@ impl Daemon {
         Ok(self.supervisor.cancel(job, Signal::SIGINT)?)
     }
 
+    // A project name is checked before anything else is done with it, in
+    // one of Scrapyd 1.6's two ways, so that each operation answers a bad
+    // name as Scrapyd does. Schedule, cancel, status, listspiders and
+    // listjobs look it up among the known projects (`existing_project`:
+    // `project '../p' not found`); listversions, delversion and delproject
+    // build its folder name in the eggs folder (`project_in_eggs_dir`:
+    // `DirectoryTraversalError: ../p`), and so does addversion, with the
+    // same check, right after it has checked that the egg is a ZIP.
+
+    /// A project among the known ones. A name that cannot be a folder name
+    /// was never uploaded, so it is not found, without being looked up.
     fn existing_project(&self, name: &str) -> DaemonResult<Project> {
-        self.store
-            .project(name)?
-            .ok_or_else(|| DaemonError::ProjectNotFound(name.to_string()))
+        let not_found = || DaemonError::ProjectNotFound(name.to_string());
+        if !names::is_safe_component(name) {
+            return Err(not_found());
+        }
+        self.store.project(name)?.ok_or_else(not_found)
+    }
+
+    /// A project in the eggs folder: its name must be a safe folder name
+    /// (else `DirectoryTraversalError`), then it is looked up; `None` if it
+    /// was never uploaded.
+    fn project_in_eggs_dir(&self, name: &str) -> DaemonResult<Option<Project>> {
+        names::check_project(name)?;
+        Ok(self.store.project(name)?)
     }
 
     /// `(pending, running, finished)` as `daemonstatus.json` counts them.
@@ -159,11 +180,17 @@ impl Daemon {
     ) -> DaemonResult<usize> {
         let limits = self.config.egg_limits.clone();
         let egg_for_check = egg.clone();
-        let info = tokio::task::spawn_blocking(move || eggs::inspect_egg(&egg_for_check, &limits))
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
-        names::check_project(project)?;
-        names::check_version(version)?;
+        let (project_name, version_name) = (project.to_string(), version.to_string());
+        // Scrapyd's order: is it a ZIP at all, then may the names become
+        // folder names, then (here) is it a usable egg.
+        let info = tokio::task::spawn_blocking(move || {
+            eggs::check_zip(&egg_for_check)?;
+            names::check_project(&project_name)?;
+            names::check_version(&version_name)?;
+            Ok::<_, DaemonError>(eggs::inspect_egg(&egg_for_check, &limits)?)
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))??;
         let _upload = self.uploads.lock().await;
 
         let project_dir = self.config.eggs_dir.join(project);
@@ -298,14 +325,12 @@ impl Daemon {
     }
 
     /// Queues a crawl; answers its job id. The job is on disk when this
-    /// returns, and the supervisor has been woken.
+    /// returns, and the supervisor has been woken. A version named by its
+    /// Scrapyd name (`1_0`) is recorded, and run, as the stored one (`1.0`).
     pub async fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
         let project = self.existing_project(&request.project)?;
         let version = match &request.version {
-            Some(wanted) => self
-                .store
-                .version(project.id, Some(wanted))?
-                .ok_or_else(|| DaemonError::VersionNotFound(wanted.clone()))?,
+            Some(wanted) => self.named_version(&project, wanted)?,
             None => self
                 .store
                 .version(project.id, None)?
@@ -327,7 +352,7 @@ impl Daemon {
                 project_id: project.id,
                 project: project.name,
                 spider: request.spider,
-                version: request.version,
+                version: request.version.map(|_| version.version),
                 // NaN has no place in an order (and SQLite stores it as NULL):
                 // Python's float() accepts it, so it is taken as the default.
                 priority: if request.priority.is_nan() {
@@ -375,6 +400,14 @@ impl Daemon {
         Ok(previous)
     }
 
+    /// The version a request names, exactly or by its Scrapyd name
+    /// (see [`Store::find_version`]).
+    fn named_version(&self, project: &Project, name: &str) -> DaemonResult<Version> {
+        self.store
+            .find_version(project.id, name)?
+            .ok_or_else(|| DaemonError::VersionNotFound(name.to_string()))
+    }
+
     /// The Scrapyd state of a job id.
     pub fn job_state(&self, job_id: &str, project: Option<&str>) -> DaemonResult<Option<JobState>> {
         let name = self.checked_filter(project)?;
@@ -395,7 +428,7 @@ impl Daemon {
 
     /// Versions oldest first; an unknown project has none.
     pub fn version_names(&self, project: &str) -> DaemonResult<Vec<String>> {
-        Ok(match self.store.project(project)? {
+        Ok(match self.project_in_eggs_dir(project)? {
             Some(project) => self
                 .store
                 .versions(project.id)?
@@ -410,12 +443,13 @@ impl Daemon {
     /// upload: no Python runs here.
     pub fn spider_names(&self, project: &str, version: Option<&str>) -> DaemonResult<Vec<String>> {
         let project = self.existing_project(project)?;
-        match self.store.version(project.id, version)? {
-            Some(found) => Ok(found.spiders),
-            None => match version {
-                Some(wanted) => Err(DaemonError::VersionNotFound(wanted.to_string())),
-                None => Ok(Vec::new()),
-            },
+        match version {
+            Some(wanted) => Ok(self.named_version(&project, wanted)?.spiders),
+            None => Ok(self
+                .store
+                .version(project.id, None)?
+                .map(|current| current.spiders)
+                .unwrap_or_default()),
         }
     }
 
@@ -445,15 +479,15 @@ impl Daemon {
         Ok(self.store.read_jobs(cursor, max_rows, visit)?)
     }
 
-    /// Deletes one version, and the project with its last version.
+    /// Deletes one version (named exactly or by its Scrapyd name), and the
+    /// project with its last version.
     pub fn delete_version(&self, project: &str, version: &str) -> DaemonResult<()> {
-        names::check_project(project)?;
-        let not_found = || DaemonError::VersionNotFound(version.to_string());
-        let project = self.store.project(project)?.ok_or_else(not_found)?;
-        let record = self
-            .store
-            .version(project.id, Some(version))?
-            .ok_or_else(not_found)?;
+        // Scrapyd answers an unknown project as an unknown version here.
+        let project = self
+            .project_in_eggs_dir(project)?
+            .ok_or_else(|| DaemonError::VersionNotFound(version.to_string()))?;
+        let record = self.named_version(&project, version)?;
+        let version = record.version.as_str();
         let project_gone = self.store.delete_version(&project, version, clock::now())?;
         let _ = std::fs::remove_dir_all(runner::version_dir(&self.config, &project.name, &record));
         let _ = std::fs::remove_file(runner::egg_file(
@@ -471,8 +505,9 @@ impl Daemon {
     /// Deletes a project with all its versions. Its pending jobs are
     /// cancelled; running crawls finish on their own.
     pub fn delete_project(&self, project: &str) -> DaemonResult<()> {
-        names::check_project(project)?;
-        let project = self.existing_project(project)?;
+        let project = self
+            .project_in_eggs_dir(project)?
+            .ok_or_else(|| DaemonError::ProjectNotFound(project.to_string()))?;
         let cancelled = self.store.delete_project(&project, clock::now())?;
         let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));
         info!(project = %project.name, cancelled, "project deleted");

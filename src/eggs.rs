@@ -128,6 +128,12 @@ pub enum EggError {
     },
 }
 
+/// Checks only that the egg is a ZIP archive, Scrapyd's one check of an
+/// upload, which comes before the names are checked.
+pub fn check_zip(egg: &[u8]) -> Result<(), EggError> {
+    open_archive(egg).map(drop)
+}
+
 /// Checks the whole egg without writing anything: every entry's name, type
 /// and declared size, the entry count, and the settings module named in
 /// `EGG-INFO/entry_points.txt`.

@@ -80,6 +80,23 @@ pub fn version_dir_name(version: &str) -> String {
     name
 }
 
+/// The name Scrapyd 1.6 gives a version: its egg is stored as
+/// `<name>.egg`, every character outside `A-Za-z0-9_-` replaced by `_`
+/// (`1.0` is `1_0`). Versions here keep their exact text; this is only for
+/// finding a version by the name a Scrapyd client knows it under.
+pub fn scrapyd_version_name(version: &str) -> String {
+    version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +138,15 @@ mod tests {
         for version in ["..", ".", "/", "a/../b", "\0", "é"] {
             assert!(is_safe_component(&version_dir_name(version)));
         }
+    }
+
+    #[test]
+    fn scrapyd_version_names() {
+        assert_eq!(scrapyd_version_name("1.0"), "1_0");
+        assert_eq!(scrapyd_version_name("r23-master_x"), "r23-master_x");
+        assert_eq!(scrapyd_version_name("r1.0+x"), "r1_0_x");
+        assert_eq!(scrapyd_version_name("a/b c"), "a_b_c");
+        // One `_` per character, as Python's `re.sub` on a str.
+        assert_eq!(scrapyd_version_name("é1"), "_1");
     }
 }

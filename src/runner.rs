@@ -180,8 +180,8 @@ fn upsert(settings: &mut Vec<(String, String)>, name: &str, value: String) {
     }
 }
 
-/// Creates the folder of a job's file and deletes the oldest files there so
-/// that, with the new one, at most `keep` remain (0 keeps all).
+/// Creates the folder of a job's file and prunes it to `keep` entries (see
+/// [`prune_oldest`]) before the job's file is created there.
 fn prepare_job_file(
     dir: &Path,
     job: &Job,
@@ -191,20 +191,29 @@ fn prepare_job_file(
     let path = job_file(dir, job, extension);
     let folder = path.parent().unwrap_or(dir);
     std::fs::create_dir_all(folder)?;
-    if keep > 0 {
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(folder)?
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
-            .collect();
-        files.sort();
-        let excess = files.len().saturating_sub(keep.saturating_sub(1));
-        for (_, old) in files.into_iter().take(excess) {
-            // A file that is already gone is fine.
-            let _ = std::fs::remove_file(old);
-        }
-    }
+    prune_oldest(folder, keep)?;
     Ok(path)
+}
+
+/// Deletes all but the `keep` newest entries of `folder` (0 keeps all), as
+/// Scrapyd does before a job's file is created: so `keep` finished jobs keep
+/// their files beside the new one. As in Scrapyd, every entry counts, by its
+/// modification time, though only files are deleted.
+fn prune_oldest(folder: &Path, keep: usize) -> std::io::Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(folder)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    entries.sort();
+    let excess = entries.len().saturating_sub(keep);
+    for (_, old) in entries.into_iter().take(excess) {
+        // A folder stays, and a file that is already gone is fine.
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
 }
 
 /// `file:///abs/path` with the path percent-encoded where a URI needs it.
@@ -253,6 +262,41 @@ mod tests {
                 ("FEEDS".into(), "{}".into())
             ]
         );
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_entries() {
+        let folder = tempfile::tempdir().unwrap();
+        let start = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let names = ["a.log", "b.log", "sub", "c.log", "d.log"];
+        for (age, name) in names.iter().enumerate() {
+            let path = folder.path().join(name);
+            if *name == "sub" {
+                std::fs::create_dir(&path).unwrap();
+            } else {
+                std::fs::write(&path, name).unwrap();
+            }
+            let time = start + std::time::Duration::from_secs(age as u64);
+            std::fs::File::open(&path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        }
+        let left = || {
+            let mut names: Vec<String> = std::fs::read_dir(folder.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        prune_oldest(folder.path(), 0).unwrap();
+        assert_eq!(left(), ["a.log", "b.log", "c.log", "d.log", "sub"]);
+        prune_oldest(folder.path(), 3).unwrap();
+        assert_eq!(left(), ["c.log", "d.log", "sub"]);
+        // The folder counts, but stays.
+        prune_oldest(folder.path(), 1).unwrap();
+        assert_eq!(left(), ["d.log", "sub"]);
     }
 
     #[test]

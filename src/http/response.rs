@@ -24,9 +24,13 @@ impl Methods {
     }
 
     /// The message of Twisted's UnsupportedMethod, which Scrapyd answers.
+    /// Twisted lists the resource's `render_*` methods in the order its
+    /// classes define them, base classes first: `HEAD` (twisted's
+    /// `Resource`), `OPTIONS` (Scrapyd's `WsResource`), then the endpoint's
+    /// own `GET` or `POST`. Not sorted.
     pub fn unsupported_message(self) -> &'static str {
         match self {
-            Methods::Get => "UnsupportedMethod: Expected one of [b'GET', b'HEAD', b'OPTIONS']",
+            Methods::Get => "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'GET']",
             Methods::Post => "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'POST']",
         }
     }

@@ -37,6 +37,21 @@ fn methods_of(endpoint: &str) -> Methods {
     }
 }
 
+/// Scrapyd's answer to `HEAD` on a POST endpoint: Twisted's `render_HEAD`
+/// calls `render_GET`, which the endpoint's class lacks. (A HEAD answer has
+/// no body; only its `Content-Length` shows this.)
+fn head_of_post_endpoint(endpoint: &str) -> String {
+    let class = match endpoint {
+        "addversion.json" => "AddVersion",
+        "schedule.json" => "Schedule",
+        "cancel.json" => "Cancel",
+        "delversion.json" => "DeleteVersion",
+        "delproject.json" => "DeleteProject",
+        other => other,
+    };
+    format!("AttributeError: '{class}' object has no attribute 'render_GET'")
+}
+
 /// Answers one request to `endpoint`.
 pub async fn answer(
     daemon: &Arc<Daemon>,
@@ -52,6 +67,9 @@ pub async fn answer(
     };
     if parts.method == Method::OPTIONS {
         return response::options(methods);
+    }
+    if methods == Methods::Post && parts.method == Method::HEAD {
+        return response::json_error(&head_of_post_endpoint(endpoint), node_name, methods);
     }
     if !accepted {
         return response::json_error(methods.unsupported_message(), node_name, methods);

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreResult};
+use crate::names::scrapyd_version_name;
 use crate::version::compare_versions;
 
 /// A project: its Scrapyd name and its Scrapy Cloud numeric id.
@@ -158,6 +159,25 @@ impl Store {
         })
     }
 
+    /// The version a client means by `name`: the one named exactly so, else
+    /// the only one whose Scrapyd name ([`scrapyd_version_name`]) is `name`,
+    /// so that `1_0`, as Scrapyd lists `1.0`, finds `1.0`. Two versions
+    /// with that Scrapyd name make it ambiguous: none is found.
+    pub fn find_version(&self, project_id: i64, name: &str) -> StoreResult<Option<Version>> {
+        let catalog = self.catalog()?;
+        let versions = catalog.versions_of(project_id);
+        if let Some(exact) = versions.iter().find(|v| v.version == name) {
+            return Ok(Some(exact.clone()));
+        }
+        let mut sanitized = versions
+            .iter()
+            .filter(|v| scrapyd_version_name(&v.version) == name);
+        Ok(match (sanitized.next(), sanitized.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => None,
+        })
+    }
+
     /// Records a version, creating the project on its first upload and
     /// replacing a version uploaded before under the same name.
     pub fn put_version(&self, project: &str, version: &Version, now: f64) -> StoreResult<Project> {
@@ -284,4 +304,51 @@ pub(super) fn spider_id_in(
         params![project_id, id, spider],
     )?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_versions(versions: &[&str]) -> (Store, i64) {
+        let store = Store::open_temporary().unwrap();
+        let mut project_id = 0;
+        for version in versions {
+            let record = Version {
+                version: version.to_string(),
+                dir_name: crate::names::version_dir_name(version),
+                settings_module: "p.settings".into(),
+                spiders: vec!["s".into()],
+                uploaded_at: 0.0,
+            };
+            project_id = store.put_version("p", &record, 0.0).unwrap().id;
+        }
+        (store, project_id)
+    }
+
+    fn found(store: &Store, project_id: i64, name: &str) -> Option<String> {
+        let version = store.find_version(project_id, name).unwrap();
+        version.map(|v| v.version)
+    }
+
+    #[test]
+    fn versions_are_found_exactly_or_by_their_scrapyd_name() {
+        let (store, p) = store_with_versions(&["1.0", "r2+a", "3_0", "3.0"]);
+        assert_eq!(found(&store, p, "1.0").as_deref(), Some("1.0"));
+        assert_eq!(found(&store, p, "1_0").as_deref(), Some("1.0"));
+        assert_eq!(found(&store, p, "r2_a").as_deref(), Some("r2+a"));
+        // An exact name wins over a Scrapyd name.
+        assert_eq!(found(&store, p, "3_0").as_deref(), Some("3_0"));
+        assert_eq!(found(&store, p, "3.0").as_deref(), Some("3.0"));
+        // Only the Scrapyd name itself, not any name with the same Scrapyd name.
+        assert_eq!(found(&store, p, "1+0"), None);
+        assert_eq!(found(&store, p, "9"), None);
+    }
+
+    #[test]
+    fn two_versions_with_one_scrapyd_name_are_ambiguous() {
+        let (store, p) = store_with_versions(&["1.0", "1+0"]);
+        assert_eq!(found(&store, p, "1_0"), None);
+        assert_eq!(found(&store, p, "1+0").as_deref(), Some("1+0"));
+    }
 }

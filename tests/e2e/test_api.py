@@ -17,8 +17,14 @@ from scrapyd_client.pyclient import ScrapydClient
 GET_ENDPOINTS = ["daemonstatus.json", "listprojects.json", "listversions.json", "listspiders.json",
                  "listjobs.json", "status.json"]
 POST_ENDPOINTS = ["addversion.json", "schedule.json", "cancel.json", "delversion.json", "delproject.json"]
-GET_ALLOWED = "UnsupportedMethod: Expected one of [b'GET', b'HEAD', b'OPTIONS']"
+# Twisted lists the render_* methods of Scrapyd's resource classes in the
+# order the classes define them, base classes first: HEAD (twisted's
+# Resource), OPTIONS (Scrapyd's WsResource), then the endpoint's own method.
+GET_ALLOWED = "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'GET']"
 POST_ALLOWED = "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'POST']"
+# Scrapyd's class of each POST endpoint, named in its answer to HEAD
+POST_CLASSES = {"addversion.json": "AddVersion", "schedule.json": "Schedule", "cancel.json": "Cancel",
+                "delversion.json": "DeleteVersion", "delproject.json": "DeleteProject"}
 
 
 def error_body(message: str) -> bytes:
@@ -250,6 +256,56 @@ def test_egg_as_plain_text_field_that_is_not_a_zip(daemon):
     assert response.content == error_body("egg is not a ZIP file (if using curl, use egg=@path not egg=path)")
 
 
+# A project name that would leave its folder, as Scrapyd 1.6 answers it: where
+# it looks the name up among the known projects, it is not found; where it
+# builds the project's folder in eggs_dir from it, DirectoryTraversalError.
+TRAVERSAL = "DirectoryTraversalError: ../p"
+UNKNOWN = "project '../p' not found"
+PROJECT_LEAVING_ITS_FOLDER = [
+    ("GET", "listversions.json", {"project": "../p"}, TRAVERSAL),
+    ("POST", "delversion.json", {"project": "../p", "version": "1.0"}, TRAVERSAL),
+    ("POST", "delproject.json", {"project": "../p"}, TRAVERSAL),
+    ("POST", "schedule.json", {"project": "../p", "spider": "pages"}, UNKNOWN),
+    ("POST", "schedule.json", {"project": "../p", "spider": "pages", "_version": "1.0"}, UNKNOWN),
+    ("POST", "cancel.json", {"project": "../p", "job": "j"}, UNKNOWN),
+    ("GET", "status.json", {"job": "j", "project": "../p"}, UNKNOWN),
+    ("GET", "listspiders.json", {"project": "../p"}, UNKNOWN),
+    ("GET", "listspiders.json", {"project": "../p", "_version": "1.0"}, UNKNOWN),
+    ("GET", "listjobs.json", {"project": "../p"}, UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("method", "endpoint", "params", "message"), PROJECT_LEAVING_ITS_FOLDER)
+def test_project_name_leaving_its_folder_on_every_endpoint(deployed, method, endpoint, params, message):
+    # testproject is deployed and eggs_dir/../p exists: neither may be reached
+    (deployed.root / "p").mkdir()
+    (deployed.root / "p" / "1_0.egg").write_bytes(deployed.egg_file.read_bytes())
+    if method == "GET":
+        response = deployed.request("GET", "/" + endpoint, params=params)
+    else:
+        response = deployed.request("POST", "/" + endpoint, data=params)
+    assert response.status_code == 200
+    assert response.content == error_body(message)
+    assert (deployed.root / "p" / "1_0.egg").is_file()
+    assert deployed.ok("GET", "listversions.json", {"project": "testproject"})["versions"] == ["1.0"]
+
+
+def test_addversion_checks_the_zip_then_the_project_name(daemon):
+    # Scrapyd checks that the egg is a ZIP, then the name, then nothing more:
+    # a ZIP that is no egg at all still gets the name's error
+    response = daemon.request(
+        "POST", "/addversion.json", data={"project": "../p", "version": "1"},
+        files={"egg": ("project.egg", b"not a zip")},
+    )
+    assert response.content == error_body("egg is not a ZIP file (if using curl, use egg=@path not egg=path)")
+    response = daemon.request(
+        "POST", "/addversion.json", data={"project": "../p", "version": "1"},
+        files={"egg": ("project.egg", zip_bytes({"a.txt": "no EGG-INFO here"}))},
+    )
+    assert response.content == error_body(TRAVERSAL)
+    assert daemon.ok("GET", "listprojects.json")["projects"] == []
+
+
 def test_project_name_leaving_its_folder(daemon, egg_file):
     with open(egg_file, "rb") as f:
         response = daemon.request(
@@ -280,10 +336,33 @@ def test_get_to_a_post_endpoint(daemon, endpoint):
     assert response.content == error_body(POST_ALLOWED)
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "FOO"])
 def test_other_methods(daemon, method):
     assert daemon.request(method, "/listprojects.json").content == error_body(GET_ALLOWED)
     assert daemon.request(method, "/schedule.json").content == error_body(POST_ALLOWED)
+
+
+@pytest.mark.parametrize("endpoint", GET_ENDPOINTS)
+def test_head_to_a_get_endpoint(daemon, endpoint):
+    get = daemon.request("GET", "/" + endpoint)
+    head = daemon.request("HEAD", "/" + endpoint)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Type"] == "application/json"
+    if endpoint != "listjobs.json":  # streamed, its length not known up front
+        assert int(head.headers["Content-Length"]) == len(get.content)
+
+
+@pytest.mark.parametrize("endpoint", POST_ENDPOINTS)
+def test_head_to_a_post_endpoint(daemon, endpoint):
+    # HEAD is in Allow, but Twisted's render_HEAD calls render_GET, which
+    # Scrapyd's POST endpoints lack: the (unsent) body is that AttributeError
+    response = daemon.request("HEAD", "/" + endpoint)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["Content-Type"] == "application/json"
+    message = f"AttributeError: '{POST_CLASSES[endpoint]}' object has no attribute 'render_GET'"
+    assert int(response.headers["Content-Length"]) == len(error_body(message))
 
 
 @pytest.mark.parametrize(
@@ -459,6 +538,48 @@ def test_versions_exactly_as_uploaded(daemon, egg_file):
         daemon.upload("exact", version, egg_file)
     assert daemon.ok("GET", "listversions.json", {"project": "exact"})["versions"] == [
         "0.1", "2024-01-01_main", "a b"]
+
+
+def test_versions_found_by_their_scrapyd_name(daemon, egg_file, small_egg_file):
+    # Scrapyd lists 1.0 as 1_0, and clients that knew Scrapyd (ScrapydWeb)
+    # send that name back; it finds the one version it stands for
+    daemon.upload("p", "1.0", egg_file)
+    daemon.upload("p", "r2+b", small_egg_file)
+    assert daemon.ok("GET", "listversions.json", {"project": "p"})["versions"] == ["1.0", "r2+b"]
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "1_0"})["spiders"] == ALL_SPIDERS
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "r2_b"})["spiders"] == ["pages", "slow"]
+    # stubborn is only in 1.0, so this schedule found 1.0; the job names it exactly
+    jobid = daemon.schedule("p", "stubborn", _version="1_0", base_url="http://127.0.0.1:9/")
+    assert daemon.wait_finished(jobid)["spider"] == "stubborn"
+    # only Scrapyd's name itself, not every name Scrapyd would turn into it
+    response = daemon.request("GET", "/listspiders.json", params={"project": "p", "_version": "1+0"})
+    assert response.content == error_body("version '1+0' not found")
+    daemon.ok("POST", "delversion.json", {"project": "p", "version": "1_0"})
+    assert daemon.ok("GET", "listversions.json", {"project": "p"})["versions"] == ["r2+b"]
+    assert not (daemon.dirs["eggs"] / "p" / "1.0.egg").exists()
+    response = daemon.request("POST", "/delversion.json", data={"project": "p", "version": "1_0"})
+    assert response.content == error_body("version '1_0' not found")
+
+
+def test_scrapyd_name_of_two_versions_finds_neither(daemon, egg_file):
+    daemon.upload("p", "1.0", egg_file)
+    daemon.upload("p", "1+0", egg_file)
+    for method, endpoint, params in [
+        ("GET", "listspiders.json", {"project": "p", "_version": "1_0"}),
+        ("POST", "schedule.json", {"project": "p", "spider": "pages", "_version": "1_0"}),
+        ("POST", "delversion.json", {"project": "p", "version": "1_0"}),
+    ]:
+        if method == "GET":
+            response = daemon.request("GET", "/" + endpoint, params=params)
+        else:
+            response = daemon.request("POST", "/" + endpoint, data=params)
+        assert response.content == error_body("version '1_0' not found"), endpoint
+    assert daemon.ok("GET", "daemonstatus.json")["pending"] == 0
+    # an exact name still finds its version, and one uploaded as 1_0 wins over both
+    assert daemon.ok("GET", "listspiders.json", {"project": "p", "_version": "1+0"})["spiders"] == ALL_SPIDERS
+    daemon.upload("p", "1_0", egg_file)
+    daemon.ok("POST", "delversion.json", {"project": "p", "version": "1_0"})
+    assert sorted(daemon.ok("GET", "listversions.json", {"project": "p"})["versions"]) == ["1+0", "1.0"]
 
 
 # --------------------------------------------------------------------------

@@ -74,6 +74,28 @@ def test_crawl_command_line_and_environment(daemon_factory, egg_file, site, tmp_
     assert (jobs_dir / "testproject" / "slow" / jobid).is_dir()
 
 
+def test_version_named_by_its_scrapyd_name_runs_as_stored(daemon_factory, egg_file, small_egg_file, site):
+    """`_version=1_0` (Scrapyd's name of 1.0) queues, lists and runs 1.0,
+    named exactly: in listjobs, in `-a _version` and in SCRAPYD_EGG_VERSION."""
+    daemon = daemon_factory(max_proc=1)
+    daemon.upload("testproject", "1.0", egg_file)
+    daemon.upload("testproject", "2.0", small_egg_file)
+    occupier = start_slow(daemon, site)
+    jobid = daemon.schedule("testproject", "stubborn", _version="1_0", base_url=site.url)
+    state, pending = daemon.job(jobid)
+    assert (state, pending["version"]) == ("pending", "1.0")
+    cancel(daemon, "testproject", occupier)
+    daemon.wait_state(jobid, "running")
+    wait_log_contains(daemon, "testproject", "stubborn", jobid, "slow page")
+    pid = daemon.job(jobid)[1]["pid"]
+    argv, env = process_argv(pid), process_env(pid)
+    cancel(daemon, "testproject", jobid, signal="KILL")
+    assert options_of(argv, "-a") == [f"_job={jobid}", f"base_url={site.url}", "_version=1.0"]
+    assert env["SCRAPYD_EGG_VERSION"] == "1.0"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(daemon.dirs["eggs"] / "testproject" / "1.0")
+    daemon.wait_finished(jobid)
+
+
 def test_default_version_is_not_named(daemon_factory, egg_file, site):
     daemon = daemon_factory()
     daemon.upload("testproject", "1.0", egg_file)

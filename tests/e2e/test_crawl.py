@@ -302,15 +302,12 @@ def test_jobs_to_keep_and_finished_to_keep(daemon_factory, egg_file, site):
              message="finished_to_keep=3")
     daemon.wait_finished(last)
 
-    # jobs_to_keep=2: the two oldest crawls' files are deleted, the newest kept
-    # (Scrapyd prunes when a crawl starts, so one more may remain)
-    def kept(folder, suffix):
+    # jobs_to_keep=2: as in Scrapyd, before each crawl's files are created all
+    # but the 2 newest of the folder are deleted, so the last crawl's files
+    # sit beside those of the 2 crawls before it
+    for folder, suffix in (("logs", ".log"), ("items", ".jl")):
         names = {p.name for p in (daemon.dirs[folder] / "testproject" / "pages").iterdir()}
-        newest = {f"{last}{suffix}", f"{jobs[-1]}{suffix}"}
-        return newest <= names <= newest | {f"{jobs[-2]}{suffix}"}
-
-    wait_for(lambda: kept("logs", ".log"), message="jobs_to_keep=2 (logs)")
-    wait_for(lambda: kept("items", ".jl"), message="jobs_to_keep=2 (items)")
+        assert names == {f"{job}{suffix}" for job in (jobs[-2], jobs[-1], last)}, (folder, names, jobs, last)
 
 
 def test_status_and_listjobs_filter_by_project(daemon_factory, egg_file, site):
