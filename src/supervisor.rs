@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock;
 use crate::config::Config;
@@ -139,10 +139,7 @@ impl Supervisor {
     fn launch(self: &Arc<Self>, crawls: &mut HashMap<i64, Crawl>, job: Job) {
         match self.spawn(&job) {
             Ok((child, log_file)) => {
-                let pid = child
-                    .id()
-                    .and_then(|id| i32::try_from(id).ok())
-                    .unwrap_or(0);
+                let pid = i32::try_from(child.id()).unwrap_or(0);
                 info!(job = %job.job_id, project = %job.project, spider = %job.spider, pid, "crawl started");
                 let units = job.units.clamp(1, self.slots());
                 crawls.insert(
@@ -165,7 +162,7 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, job: &Job) -> Result<(tokio::process::Child, Option<PathBuf>), String> {
+    fn spawn(&self, job: &Job) -> Result<(std::process::Child, Option<PathBuf>), String> {
         let version = self
             .store
             .version(job.project_id, job.version.as_deref())
@@ -182,7 +179,7 @@ impl Supervisor {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.config.python_for(&job.project)))?;
-        let pid = child.id().unwrap_or(0);
+        let pid = child.id();
         let ticks = process_start_ticks(pid as i32);
         if let Err(error) = self
             .store
@@ -195,11 +192,11 @@ impl Supervisor {
 
     async fn follow_child(
         self: Arc<Self>,
-        mut child: tokio::process::Child,
+        child: std::process::Child,
         seq: i64,
         log_file: Option<PathBuf>,
     ) {
-        let exit_code = match child.wait().await {
+        let exit_code = match wait_for_exit(child).await {
             Ok(status) => status.code().or_else(|| {
                 use std::os::unix::process::ExitStatusExt;
                 status.signal().map(|signal| -signal)
@@ -342,6 +339,40 @@ impl Supervisor {
                 supervisor.record_crawl_end(job.seq, None, log_file).await;
             });
         }
+    }
+}
+
+/// Waits for a child to end without holding a thread: its pidfd turns
+/// readable when it exits, so the slot frees at once. Where pidfds are
+/// missing (Linux before 5.3) or cannot be registered, it polls.
+async fn wait_for_exit(
+    mut child: std::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::io::{Interest, unix::AsyncFd};
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .and_then(|fd| {
+        // SAFETY: the OwnedFd is open, owned by the AsyncFd from here on,
+        // and its descriptor never changes.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(std::io::Error::from)
+    });
+    match pidfd {
+        Ok(pidfd) => {
+            let _ = pidfd.readable().await;
+        }
+        Err(error) => {
+            debug!(%error, pid = child.id(), "no pidfd for the crawl; polling for its end")
+        }
+    }
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        tokio::time::sleep(ADOPTED_CHECK_INTERVAL).await;
     }
 }
 
