@@ -9,6 +9,11 @@
 //! started, and the pid right after: a crash in between leaves a running
 //! job without a pid, which the next start finishes as `lost` rather than
 //! run twice.
+//!
+//! Shutdown is explicit: [`Supervisor::begin_shutdown`] stops launching at
+//! once, and [`Supervisor::shutdown`] waits for the launch in progress
+//! before the runtime winds down. Crawls are left running for the next
+//! start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
@@ -47,6 +52,8 @@ pub struct Supervisor {
     /// Crawls by job `seq`. Held while a job is claimed and started, so a
     /// cancel never sees a claimed job without its process.
     crawls: Mutex<HashMap<i64, Crawl>>,
+    /// Set once the daemon is stopping: nothing new is launched.
+    stopping: watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -56,6 +63,7 @@ impl Supervisor {
             store,
             wake: Notify::new(),
             crawls: Mutex::new(HashMap::new()),
+            stopping: watch::Sender::new(false),
         })
     }
 
@@ -74,11 +82,42 @@ impl Supervisor {
         }
     }
 
+    /// The daemon is stopping: launch nothing more. Jobs still pending stay
+    /// pending for the next start. Call as soon as the stop is decided.
+    pub fn begin_shutdown(&self) {
+        if !self.stopping.send_replace(true) {
+            info!("launching no more crawls");
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Stops the supervisor before the runtime winds down: launches no
+    /// more, and waits for `launcher` (the task running
+    /// [`Supervisor::run`]) to finish the launch in progress. Crawls are
+    /// left running: the next start adopts them.
+    pub async fn shutdown(self: &Arc<Self>, launcher: tokio::task::JoinHandle<()>) {
+        self.begin_shutdown();
+        if let Err(error) = launcher.await {
+            error!(%error, "the launcher failed");
+        }
+        let running = self.crawls().len();
+        if running > 0 {
+            info!(
+                crawls = running,
+                "leaving crawls running for the next start"
+            );
+        }
+    }
+
     /// Adopts crawls left by a previous daemon, then launches jobs as slots
-    /// free up, for ever.
+    /// free up, until the daemon stops.
     pub async fn run(self: Arc<Self>) {
         self.adopt_survivors();
-        loop {
+        let mut stopping = self.stopping.subscribe();
+        while !self.is_stopping() {
             // Claims wait for a commit: off the async workers, and only
             // when a slot is free (a busy node gets many wake-ups).
             if self.free_slots() > 0 {
@@ -88,7 +127,10 @@ impl Supervisor {
                     error!(%error, "the launcher failed");
                 }
             }
-            self.wake.notified().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = stopping.wait_for(|stopping| *stopping) => {}
+            }
         }
     }
 
@@ -112,10 +154,14 @@ impl Supervisor {
         self.slots().saturating_sub(used)
     }
 
-    /// Starts pending jobs while they fit in the free slots.
+    /// Starts pending jobs while they fit in the free slots and the daemon
+    /// is not stopping.
     fn launch_ready(self: &Arc<Self>) {
         let mut crawls = self.crawls();
         loop {
+            if self.is_stopping() {
+                return;
+            }
             let free = self.free_slots_among(&crawls);
             if free == 0 {
                 return;
@@ -124,6 +170,14 @@ impl Supervisor {
                 .store
                 .claim_next_pending(free, self.slots(), clock::now())
             {
+                Ok(Some(job)) if self.is_stopping() => {
+                    // Claimed as the stop began: it waits for the next start.
+                    info!(job = %job.job_id, "back to pending: the daemon is stopping");
+                    if let Err(error) = self.store.return_to_pending(job.seq) {
+                        error!(%error, job = %job.job_id, "cannot put the job back in the queue");
+                    }
+                    return;
+                }
                 Ok(Some(job)) => self.launch(&mut crawls, job),
                 Ok(None) => return,
                 Err(error) => {
