@@ -1,4 +1,4 @@
-//! The process slots: launch, follow, cancel, adopt.
+//! The process slots: launch, follow, cancel, adopt, stop.
 //!
 //! The supervisor sleeps until something can change what runs: a job was
 //! scheduled or a crawl ended. Then it claims the best pending jobs from
@@ -10,6 +10,14 @@
 //! job without a pid, which the next start finishes as `lost` rather than
 //! run twice.
 //!
+//! A job that cannot start is finished as `failed` only when the reason is
+//! its own (its version is gone, its interpreter does not exist). When the
+//! reason is the daemon's (a full disk, no memory, no file descriptors, or
+//! the daemon is stopping) it goes back to pending, and the launcher tries
+//! again after a pause that doubles up to a few seconds; so does a claim
+//! that fails. A crawl's end that cannot be written is retried the same
+//! way, its slot held until it is on disk.
+//!
 //! Shutdown is explicit: [`Supervisor::begin_shutdown`] stops launching at
 //! once, and [`Supervisor::shutdown`] waits for the launch in progress
 //! before the runtime winds down. Crawls are left running for the next
@@ -20,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{Notify, watch};
@@ -28,7 +37,7 @@ use tracing::{debug, error, info, warn};
 use crate::clock;
 use crate::config::Config;
 use crate::runner;
-use crate::store::{Job, Store, StoreError};
+use crate::store::{Job, JobState, Store, StoreError};
 
 /// How often a crawl adopted from a previous daemon (not our child, so no
 /// exit notification) is checked for its end.
@@ -37,12 +46,81 @@ const ADOPTED_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// How much of a log's end is read for Scrapy's close reason.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
+/// The first pause after a failure that is the daemon's, and the longest.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LONGEST: Duration = Duration::from_secs(5);
+
 /// A crawl this daemon is following.
 struct Crawl {
     pid: i32,
     units: u32,
     /// A pending KILL after a cancel; aborted when the crawl ends.
     kill_timer: Option<tokio::task::JoinHandle<()>>,
+    /// The process has ended (its end may not be on disk yet): its pid may
+    /// belong to another process now and must not be signalled.
+    exited: bool,
+}
+
+/// How a crawl's end was seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    /// Our child exited with this code (negative: killed by that signal;
+    /// `None`: its status could not be read).
+    Exited(Option<i32>),
+    /// Adopted from a previous daemon and followed until its process
+    /// vanished: its exit code is not ours to read.
+    Vanished,
+    /// Already gone when this daemon started.
+    GoneBeforeStart,
+}
+
+impl Ending {
+    fn exit_code(self) -> Option<i32> {
+        match self {
+            Ending::Exited(code) => code,
+            Ending::Vanished | Ending::GoneBeforeStart => None,
+        }
+    }
+}
+
+/// What became of a claimed job whose process did not start, when the
+/// store could not be told at once.
+#[derive(Debug, Clone, Copy)]
+enum Unstarted {
+    /// The daemon's failure: the job waits for another try.
+    BackToPending,
+    /// The job's own failure.
+    Failed,
+}
+
+/// Why a claimed job did not start.
+#[derive(Debug)]
+enum LaunchError {
+    /// The job cannot run as asked: every try would fail the same way.
+    Job(String),
+    /// The daemon is short of something (disk, memory, descriptors) or
+    /// cannot read its store: the job is not to blame.
+    Daemon(String),
+}
+
+impl LaunchError {
+    fn from_io(what: String, error: &std::io::Error) -> LaunchError {
+        let message = format!("{what}: {error}");
+        if is_daemon_side(error) {
+            LaunchError::Daemon(message)
+        } else {
+            LaunchError::Job(message)
+        }
+    }
+}
+
+/// What the launcher does after a pass over the queue.
+#[derive(Debug, PartialEq)]
+enum Pass {
+    /// Nothing more can start now: sleep until woken.
+    Idle,
+    /// Something failed for the daemon's own reasons: try again later.
+    RetryLater,
 }
 
 pub struct Supervisor {
@@ -52,6 +130,9 @@ pub struct Supervisor {
     /// Crawls by job `seq`. Held while a job is claimed and started, so a
     /// cancel never sees a claimed job without its process.
     crawls: Mutex<HashMap<i64, Crawl>>,
+    /// Claimed jobs that did not start and whose new state could not be
+    /// written yet. The launcher writes them before it claims anything.
+    unsettled: Mutex<Vec<(i64, Unstarted)>>,
     /// Set once the daemon is stopping: nothing new is launched.
     stopping: watch::Sender<bool>,
 }
@@ -63,6 +144,7 @@ impl Supervisor {
             store,
             wake: Notify::new(),
             crawls: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(Vec::new()),
             stopping: watch::Sender::new(false),
         })
     }
@@ -103,7 +185,14 @@ impl Supervisor {
         if let Err(error) = launcher.await {
             error!(%error, "the launcher failed");
         }
-        let running = self.crawls().len();
+        // One last try for claims whose return to the queue failed; left
+        // as they are, the next start would finish them as `lost`.
+        let supervisor = Arc::clone(self);
+        if let Ok(false) = tokio::task::spawn_blocking(move || supervisor.settle_unstarted()).await
+        {
+            warn!("some claimed jobs could not be put back in the queue");
+        }
+        let running = self.crawls().values().filter(|c| !c.exited).count();
         if running > 0 {
             info!(
                 crawls = running,
@@ -117,25 +206,47 @@ impl Supervisor {
     pub async fn run(self: Arc<Self>) {
         self.adopt_survivors();
         let mut stopping = self.stopping.subscribe();
+        let mut retry = Backoff::new(RETRY_FIRST, RETRY_LONGEST);
         while !self.is_stopping() {
             // Claims wait for a commit: off the async workers, and only
             // when a slot is free (a busy node gets many wake-ups).
-            if self.free_slots() > 0 {
+            let pass = if self.free_slots() > 0 || !self.unsettled().is_empty() {
                 let supervisor = Arc::clone(&self);
-                let launched = tokio::task::spawn_blocking(move || supervisor.launch_ready());
-                if let Err(error) = launched.await {
-                    error!(%error, "the launcher failed");
+                match tokio::task::spawn_blocking(move || supervisor.launch_ready()).await {
+                    Ok(pass) => pass,
+                    Err(error) => {
+                        error!(%error, "the launcher failed");
+                        Pass::RetryLater
+                    }
                 }
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
+            } else {
+                Pass::Idle
+            };
+            match pass {
+                Pass::Idle => {
+                    retry.reset();
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = stopping.wait_for(|stopping| *stopping) => {}
+                    }
+                }
+                // Wake-ups wait for the pause (they are remembered): a
+                // node short of disk or memory is not retried on every
+                // schedule, and the pause cannot become a busy loop.
+                Pass::RetryLater => tokio::select! {
+                    _ = tokio::time::sleep(retry.next_delay()) => {}
+                    _ = stopping.wait_for(|stopping| *stopping) => {}
+                },
             }
         }
     }
 
     fn crawls(&self) -> MutexGuard<'_, HashMap<i64, Crawl>> {
         self.crawls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unsettled(&self) -> MutexGuard<'_, Vec<(i64, Unstarted)>> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn slots(&self) -> u32 {
@@ -156,92 +267,145 @@ impl Supervisor {
 
     /// Starts pending jobs while they fit in the free slots and the daemon
     /// is not stopping.
-    fn launch_ready(self: &Arc<Self>) {
+    fn launch_ready(self: &Arc<Self>) -> Pass {
         let mut crawls = self.crawls();
+        // The queue's order holds only once every earlier claim is settled.
+        if !self.settle_unstarted() {
+            return Pass::RetryLater;
+        }
         loop {
             if self.is_stopping() {
-                return;
+                return Pass::Idle;
             }
             let free = self.free_slots_among(&crawls);
             if free == 0 {
-                return;
+                return Pass::Idle;
             }
-            match self
+            let job = match self
                 .store
                 .claim_next_pending(free, self.slots(), clock::now())
             {
-                Ok(Some(job)) if self.is_stopping() => {
-                    // Claimed as the stop began: it waits for the next start.
-                    info!(job = %job.job_id, "back to pending: the daemon is stopping");
-                    if let Err(error) = self.store.return_to_pending(job.seq) {
-                        error!(%error, job = %job.job_id, "cannot put the job back in the queue");
-                    }
-                    return;
-                }
-                Ok(Some(job)) => self.launch(&mut crawls, job),
-                Ok(None) => return,
+                Ok(Some(job)) => job,
+                Ok(None) => return Pass::Idle,
                 Err(error) => {
-                    error!(%error, "cannot read the job queue");
-                    return;
+                    warn!(%error, "cannot claim the next job; trying again shortly");
+                    return Pass::RetryLater;
+                }
+            };
+            if self.is_stopping() {
+                // Claimed as the stop began: it waits for the next start.
+                info!(job = %job.job_id, "back to pending: the daemon is stopping");
+                self.unstart(&job, Unstarted::BackToPending);
+                return Pass::Idle;
+            }
+            match self.launch(&mut crawls, &job) {
+                Ok(()) => {}
+                Err(LaunchError::Job(reason)) => {
+                    warn!(job = %job.job_id, project = %job.project, %reason, "crawl could not start");
+                    if !self.unstart(&job, Unstarted::Failed) {
+                        return Pass::RetryLater;
+                    }
+                }
+                Err(LaunchError::Daemon(reason)) => {
+                    warn!(job = %job.job_id, project = %job.project, %reason,
+                        "crawl could not start; back to pending, trying again shortly");
+                    self.unstart(&job, Unstarted::BackToPending);
+                    return Pass::RetryLater;
                 }
             }
         }
     }
 
-    /// Starts one claimed job; a job that cannot start is finished as
-    /// `failed` with the reason in the daemon's log.
-    fn launch(self: &Arc<Self>, crawls: &mut HashMap<i64, Crawl>, job: Job) {
-        match self.spawn(&job) {
-            Ok((child, log_file)) => {
-                let pid = i32::try_from(child.id()).unwrap_or(0);
-                info!(job = %job.job_id, project = %job.project, spider = %job.spider, pid, "crawl started");
-                let units = job.units.clamp(1, self.slots());
-                crawls.insert(
-                    job.seq,
-                    Crawl {
-                        pid,
-                        units,
-                        kill_timer: None,
-                    },
-                );
-                let supervisor = Arc::clone(self);
-                tokio::spawn(
-                    async move { supervisor.follow_child(child, job.seq, log_file).await },
-                );
-            }
-            Err(reason) => {
-                warn!(job = %job.job_id, project = %job.project, %reason, "crawl could not start");
-                self.record_end(job.seq, None, "failed");
+    /// Writes what became of a claimed job that did not start; if the
+    /// store cannot be told now, the launcher tries again before its next
+    /// claim. Answers whether it was written.
+    fn unstart(&self, job: &Job, outcome: Unstarted) -> bool {
+        match self.write_unstarted(job.seq, outcome) {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, job = %job.job_id, ?outcome, "cannot record that the crawl did not start; trying again shortly");
+                self.unsettled().push((job.seq, outcome));
+                false
             }
         }
     }
 
-    fn spawn(&self, job: &Job) -> Result<(std::process::Child, Option<PathBuf>), String> {
-        let version = self
-            .store
-            .version(job.project_id, job.version.as_deref())
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
+    fn write_unstarted(&self, seq: i64, outcome: Unstarted) -> Result<(), StoreError> {
+        match outcome {
+            Unstarted::BackToPending => self.store.return_to_pending(seq).map(|_| ()),
+            Unstarted::Failed => self.store.finish_job(seq, clock::now(), None, "failed"),
+        }
+    }
+
+    /// Writes the unstarted claims still waiting; answers whether none is
+    /// left.
+    fn settle_unstarted(&self) -> bool {
+        let mut unsettled = self.unsettled();
+        unsettled.retain(|&(seq, outcome)| self.write_unstarted(seq, outcome).is_err());
+        unsettled.is_empty()
+    }
+
+    /// Starts one claimed job and follows it.
+    fn launch(
+        self: &Arc<Self>,
+        crawls: &mut HashMap<i64, Crawl>,
+        job: &Job,
+    ) -> Result<(), LaunchError> {
+        let version = match self.store.version(job.project_id, job.version.as_deref()) {
+            Ok(Some(version)) => version,
+            Ok(None) => {
+                return Err(LaunchError::Job(format!(
                     "version {:?} of project {} not found",
                     job.version, job.project
-                )
-            })?;
+                )));
+            }
+            Err(error) => return Err(LaunchError::Daemon(error.to_string())),
+        };
         let launch = runner::crawl(&self.config, job, &version)
-            .map_err(|e| format!("cannot prepare files: {e}"))?;
+            .map_err(|e| LaunchError::from_io("cannot prepare files".into(), &e))?;
         let mut command = launch.command;
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.config.python_for(&job.project)))?;
-        let pid = child.id();
-        let ticks = process_start_ticks(pid as i32);
+        let child = command.spawn().map_err(|e| {
+            let python = self.config.python_for(&job.project);
+            LaunchError::from_io(format!("cannot start {python}"), &e)
+        })?;
+        // From here on the crawl runs: whatever fails now, the job is
+        // started and followed.
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        info!(job = %job.job_id, project = %job.project, spider = %job.spider, pid, "crawl started");
+        let ticks = process_start_ticks(pid);
         if let Err(error) = self
             .store
-            .record_started(job.seq, pid as i32, ticks, &version.version)
+            .record_started(job.seq, pid, ticks, &version.version)
         {
-            error!(%error, job = %job.job_id, "cannot record the crawl's pid");
+            warn!(%error, job = %job.job_id, "cannot record the crawl's pid yet; trying again shortly");
+            let (store, seq) = (Arc::clone(&self.store), job.seq);
+            let run_version = version.version.clone();
+            tokio::spawn(async move {
+                let mut retry = Backoff::new(RETRY_FIRST, RETRY_LONGEST);
+                loop {
+                    tokio::time::sleep(retry.next_delay()).await;
+                    let store = Arc::clone(&store);
+                    let run_version = run_version.clone();
+                    let write = move || store.record_started(seq, pid, ticks, &run_version);
+                    if let Ok(Ok(())) = tokio::task::spawn_blocking(write).await {
+                        return;
+                    }
+                }
+            });
         }
-        Ok((child, launch.log_file))
+        crawls.insert(
+            job.seq,
+            Crawl {
+                pid,
+                units: job.units.clamp(1, self.slots()),
+                kill_timer: None,
+                exited: false,
+            },
+        );
+        let supervisor = Arc::clone(self);
+        let (seq, log_file) = (job.seq, launch.log_file);
+        tokio::spawn(async move { supervisor.follow_child(child, seq, log_file).await });
+        Ok(())
     }
 
     async fn follow_child(
@@ -260,46 +424,64 @@ impl Supervisor {
                 None
             }
         };
-        self.record_crawl_end(seq, exit_code, log_file).await;
+        self.record_crawl_end(seq, Ending::Exited(exit_code), log_file)
+            .await;
     }
 
-    /// [`Supervisor::crawl_ended`] from async code: it waits for a commit,
-    /// so it runs on the blocking pool.
+    /// Records a crawl's end from async code, trying again (its slot still
+    /// taken) while the store cannot be written.
     async fn record_crawl_end(
         self: Arc<Self>,
         seq: i64,
-        exit_code: Option<i32>,
+        ending: Ending,
         log_file: Option<PathBuf>,
     ) {
-        let ended = move || self.crawl_ended(seq, exit_code, log_file.as_deref());
-        if let Err(error) = tokio::task::spawn_blocking(ended).await {
-            error!(%error, seq, "cannot record the end of a crawl");
+        if let Some(crawl) = self.crawls().get_mut(&seq) {
+            crawl.exited = true;
+            if let Some(timer) = crawl.kill_timer.take() {
+                timer.abort();
+            }
+        }
+        let mut retry = Backoff::new(RETRY_FIRST, RETRY_LONGEST);
+        loop {
+            let supervisor = Arc::clone(&self);
+            let log_file = log_file.clone();
+            // It waits for a commit: on the blocking pool.
+            let ended = move || supervisor.crawl_ended(seq, ending, log_file.as_deref());
+            match tokio::task::spawn_blocking(ended).await {
+                Ok(true) => return,
+                Ok(false) => tokio::time::sleep(retry.next_delay()).await,
+                Err(error) => {
+                    error!(%error, seq, "cannot record the end of a crawl");
+                    return;
+                }
+            }
         }
     }
 
-    /// Records a crawl's end and frees its slot. The store hears first, so
-    /// the store never shows more running jobs than there are slots.
-    fn crawl_ended(&self, seq: i64, exit_code: Option<i32>, log_file: Option<&Path>) {
+    /// Records a crawl's end and frees its slot; answers whether the end is
+    /// on disk. The store hears first, so the store never shows more
+    /// running jobs than there are slots.
+    fn crawl_ended(&self, seq: i64, ending: Ending, log_file: Option<&Path>) -> bool {
         let cancelled = match self.store.job(seq) {
             Ok(Some(job)) => job.cancel_count > 0,
             _ => false,
         };
         let log_reason = log_file.and_then(close_reason_from_log);
-        let reason = close_reason(cancelled, log_reason, exit_code);
-        self.record_end(seq, exit_code, &reason);
+        let reason = close_reason(cancelled, log_reason, ending);
+        let exit_code = ending.exit_code();
+        if let Err(error) = self.store.finish_job(seq, clock::now(), exit_code, &reason) {
+            warn!(%error, seq, "cannot record the end of a crawl yet; trying again shortly");
+            return false;
+        }
+        info!(seq, ?exit_code, close_reason = %reason, "crawl finished");
         if let Some(crawl) = self.crawls().remove(&seq)
             && let Some(timer) = crawl.kill_timer
         {
             timer.abort();
         }
         self.wake();
-    }
-
-    fn record_end(&self, seq: i64, exit_code: Option<i32>, reason: &str) {
-        match self.store.finish_job(seq, clock::now(), exit_code, reason) {
-            Ok(()) => info!(seq, ?exit_code, close_reason = reason, "crawl finished"),
-            Err(error) => error!(%error, seq, "cannot record the end of a crawl"),
-        }
+        true
     }
 
     /// Sends `signal` to a running job. The second cancel of the same job
@@ -307,12 +489,21 @@ impl Supervisor {
     /// `cancel_kill_grace`; the first arms one after `cancel_timeout`, if
     /// set.
     pub fn cancel(self: &Arc<Self>, job: &Job, signal: Signal) -> Result<(), StoreError> {
-        let count = self.store.count_cancel(job.seq)?;
+        // Taken first: a claim being launched is settled (started, back in
+        // the queue, or failed) before this looks at it.
         let mut crawls = self.crawls();
-        let Some(crawl) = crawls.get_mut(&job.seq) else {
-            // It ended between the store read and now: nothing to signal.
+        let Some(crawl) = crawls.get_mut(&job.seq).filter(|crawl| !crawl.exited) else {
+            // It never started and is queued again: cancel it as pending.
+            if let Some(now) = self.store.job(job.seq)?
+                && now.state == JobState::Pending
+            {
+                self.store
+                    .cancel_pending(now.project_id, &now.job_id, clock::now())?;
+            }
+            // Otherwise it ended between the store read and now.
             return Ok(());
         };
+        let count = self.store.count_cancel(job.seq)?;
         info!(job = %job.job_id, pid = crawl.pid, %signal, count, "cancelling crawl");
         if let Err(error) = kill(Pid::from_raw(crawl.pid), signal) {
             warn!(%error, pid = crawl.pid, "cannot signal crawl");
@@ -333,7 +524,7 @@ impl Supervisor {
                     pid,
                     "crawl still alive after cancel; killing its process group"
                 );
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                signal_group(pid, Signal::SIGKILL);
             }));
         }
         Ok(())
@@ -365,32 +556,39 @@ impl Supervisor {
                 }
                 _ => false,
             };
-            if !alive {
-                let reason = log_file
-                    .as_deref()
-                    .and_then(close_reason_from_log)
-                    .unwrap_or_else(|| "lost".to_string());
-                info!(job = %job.job_id, %reason, "crawl ended while the daemon was down");
-                self.record_end(job.seq, None, &reason);
-                continue;
-            }
             let pid = job.pid.unwrap_or(0);
-            info!(job = %job.job_id, pid, "adopting running crawl");
+            // Its slot is taken until its end is on disk.
             self.crawls().insert(
                 job.seq,
                 Crawl {
                     pid,
                     units: job.units.clamp(1, self.slots()),
                     kill_timer: None,
+                    exited: !alive,
                 },
             );
+            if !alive {
+                info!(job = %job.job_id, "crawl ended while the daemon was down");
+                if !self.crawl_ended(job.seq, Ending::GoneBeforeStart, log_file.as_deref()) {
+                    let supervisor = Arc::clone(self);
+                    tokio::spawn(supervisor.record_crawl_end(
+                        job.seq,
+                        Ending::GoneBeforeStart,
+                        log_file,
+                    ));
+                }
+                continue;
+            }
+            info!(job = %job.job_id, pid, "adopting running crawl");
             let supervisor = Arc::clone(self);
             let ticks = job.pid_start_ticks;
             tokio::spawn(async move {
                 while process_start_ticks(pid) == ticks && !is_zombie(pid) {
                     tokio::time::sleep(ADOPTED_CHECK_INTERVAL).await;
                 }
-                supervisor.record_crawl_end(job.seq, None, log_file).await;
+                supervisor
+                    .record_crawl_end(job.seq, Ending::Vanished, log_file)
+                    .await;
             });
         }
     }
@@ -430,15 +628,87 @@ async fn wait_for_exit(
     }
 }
 
-/// The close reason recorded for a crawl.
-fn close_reason(cancelled: bool, log_reason: Option<String>, exit_code: Option<i32>) -> String {
+/// Signals a crawl's process group (its pid: crawls lead their own group).
+fn signal_group(pid: i32, signal: Signal) {
+    // Never 0 or less: that would reach the daemon's own group, or all.
+    if pid > 0
+        && let Err(error) = killpg(Pid::from_raw(pid), signal)
+        && error != Errno::ESRCH
+    {
+        warn!(%error, pid, %signal, "cannot signal a crawl's process group");
+    }
+}
+
+/// Whether an error starting a crawl is the daemon's rather than the
+/// job's: the machine is short of disk, memory, descriptors or processes,
+/// or its disk failed. These pass, or are the operator's to fix, and every
+/// job would fail the same way meanwhile: the job goes back to pending.
+/// Anything else (no interpreter, not executable, a file in the way of the
+/// job's log folder, arguments too long) is about this job and would fail
+/// every try: the job is finished as `failed`.
+fn is_daemon_side(error: &std::io::Error) -> bool {
+    let Some(code) = error.raw_os_error() else {
+        // std's own checks (a NUL byte in an argument) are about the job.
+        return false;
+    };
+    matches!(
+        Errno::from_raw(code),
+        Errno::ENOSPC
+            | Errno::EDQUOT
+            | Errno::ENOMEM
+            | Errno::EMFILE
+            | Errno::ENFILE
+            | Errno::EAGAIN
+            | Errno::EINTR
+            | Errno::EIO
+            | Errno::EROFS
+            | Errno::ETXTBSY
+            | Errno::ENOBUFS
+    )
+}
+
+/// Pauses between tries after a failure that is the daemon's: from
+/// `first`, doubling up to `longest`.
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    longest: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, longest: Duration) -> Backoff {
+        Backoff {
+            first,
+            longest,
+            next: first,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.longest);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// The close reason recorded for a crawl: a cancel, else Scrapy's own
+/// word from its log, else what the daemon knows.
+fn close_reason(cancelled: bool, log_reason: Option<String>, ending: Ending) -> String {
     if cancelled {
         return "cancelled".into();
     }
-    match (log_reason, exit_code) {
-        (Some(reason), _) => reason,
-        (None, Some(0)) => "finished".into(),
-        _ => "failed".into(),
+    if let Some(reason) = log_reason {
+        return reason;
+    }
+    match ending {
+        Ending::Exited(Some(0)) => "finished".into(),
+        Ending::GoneBeforeStart => "lost".into(),
+        Ending::Exited(_) | Ending::Vanished => "failed".into(),
     }
 }
 
@@ -487,17 +757,81 @@ mod tests {
 
     #[test]
     fn close_reasons() {
+        let exited = |code| Ending::Exited(Some(code));
         assert_eq!(
-            close_reason(true, Some("finished".into()), Some(0)),
+            close_reason(true, Some("finished".into()), exited(0)),
             "cancelled"
         );
         assert_eq!(
-            close_reason(false, Some("closespider_timeout".into()), Some(0)),
+            close_reason(false, Some("closespider_timeout".into()), exited(0)),
             "closespider_timeout"
         );
-        assert_eq!(close_reason(false, None, Some(0)), "finished");
-        assert_eq!(close_reason(false, None, Some(1)), "failed");
-        assert_eq!(close_reason(false, None, None), "failed");
+        assert_eq!(close_reason(false, None, exited(0)), "finished");
+        assert_eq!(close_reason(false, None, exited(1)), "failed");
+        assert_eq!(close_reason(false, None, Ending::Exited(None)), "failed");
+        assert_eq!(close_reason(false, None, Ending::Vanished), "failed");
+        assert_eq!(close_reason(false, None, Ending::GoneBeforeStart), "lost");
+        assert_eq!(
+            close_reason(false, Some("shutdown".into()), Ending::GoneBeforeStart),
+            "shutdown"
+        );
+    }
+
+    #[test]
+    fn the_daemons_failures_are_told_from_the_jobs() {
+        let os = |errno: Errno| std::io::Error::from_raw_os_error(errno as i32);
+        for daemons in [
+            Errno::ENOSPC,
+            Errno::EDQUOT,
+            Errno::ENOMEM,
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::EAGAIN,
+            Errno::EROFS,
+            Errno::EIO,
+        ] {
+            assert!(is_daemon_side(&os(daemons)), "{daemons}");
+        }
+        for jobs in [
+            Errno::ENOENT,
+            Errno::EACCES,
+            Errno::ENOEXEC,
+            Errno::E2BIG,
+            Errno::ENOTDIR,
+            Errno::EEXIST,
+        ] {
+            assert!(!is_daemon_side(&os(jobs)), "{jobs}");
+        }
+        let nul = std::process::Command::new("a\0b").spawn().unwrap_err();
+        assert!(!is_daemon_side(&nul));
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_the_jobs_failure_a_full_table_the_daemons() {
+        let missing = std::process::Command::new("/nonexistent/python")
+            .spawn()
+            .unwrap_err();
+        assert!(matches!(
+            LaunchError::from_io("cannot start".into(), &missing),
+            LaunchError::Job(_)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("python");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let not_executable = std::process::Command::new(&script).spawn().unwrap_err();
+        assert!(matches!(
+            LaunchError::from_io("cannot start".into(), &not_executable),
+            LaunchError::Job(_)
+        ));
+    }
+
+    #[test]
+    fn retries_back_off_to_a_cap_and_start_over_after_success() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let delays: Vec<u128> = (0..6).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
     }
 
     #[test]
