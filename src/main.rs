@@ -99,8 +99,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     http::serve(daemon, listeners, stop).await;
     // Before the runtime winds down: the launch in progress finishes (or
-    // its job goes back to pending). Crawls run in their own process
-    // groups and are left running: the next start adopts them.
+    // its job goes back to pending), then crawls are left running for the
+    // next start or stopped and recorded, as `crawls_on_shutdown` says.
     supervisor.shutdown(launcher).await;
     info!("scrapyd-rs stopped");
     Ok(())

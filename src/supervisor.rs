@@ -19,9 +19,8 @@
 //! way, its slot held until it is on disk.
 //!
 //! Shutdown is explicit: [`Supervisor::begin_shutdown`] stops launching at
-//! once, and [`Supervisor::shutdown`] waits for the launch in progress
-//! before the runtime winds down. Crawls are left running for the next
-//! start.
+//! once, and [`Supervisor::shutdown`] waits for the launch in progress,
+//! then leaves the crawls running or stops them (`crawls_on_shutdown`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +34,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, CrawlsOnShutdown};
 use crate::runner;
 use crate::store::{Job, JobState, Store, StoreError};
 
@@ -50,6 +49,10 @@ const LOG_TAIL_BYTES: u64 = 64 * 1024;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LONGEST: Duration = Duration::from_secs(5);
 
+/// How long a stopping daemon waits, after KILLing the crawls that outlived
+/// `cancel_kill_grace`, for their ends to be recorded.
+const KILLED_RECORD_WAIT: Duration = Duration::from_secs(3);
+
 /// A crawl this daemon is following.
 struct Crawl {
     pid: i32,
@@ -59,6 +62,8 @@ struct Crawl {
     /// The process has ended (its end may not be on disk yet): its pid may
     /// belong to another process now and must not be signalled.
     exited: bool,
+    /// Stopped by a stopping daemon (`crawls_on_shutdown = stop`).
+    stopped_at_shutdown: bool,
 }
 
 /// How a crawl's end was seen.
@@ -133,6 +138,8 @@ pub struct Supervisor {
     /// Claimed jobs that did not start and whose new state could not be
     /// written yet. The launcher writes them before it claims anything.
     unsettled: Mutex<Vec<(i64, Unstarted)>>,
+    /// Signalled whenever a crawl's end is recorded.
+    crawl_recorded: Notify,
     /// Set once the daemon is stopping: nothing new is launched.
     stopping: watch::Sender<bool>,
 }
@@ -145,6 +152,7 @@ impl Supervisor {
             wake: Notify::new(),
             crawls: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(Vec::new()),
+            crawl_recorded: Notify::new(),
             stopping: watch::Sender::new(false),
         })
     }
@@ -177,9 +185,10 @@ impl Supervisor {
     }
 
     /// Stops the supervisor before the runtime winds down: launches no
-    /// more, and waits for `launcher` (the task running
-    /// [`Supervisor::run`]) to finish the launch in progress. Crawls are
-    /// left running: the next start adopts them.
+    /// more, waits for `launcher` (the task running [`Supervisor::run`]) to
+    /// finish the launch in progress, then leaves the crawls running for
+    /// the next start or stops them and records their ends, as
+    /// `crawls_on_shutdown` says.
     pub async fn shutdown(self: &Arc<Self>, launcher: tokio::task::JoinHandle<()>) {
         self.begin_shutdown();
         if let Err(error) = launcher.await {
@@ -192,12 +201,17 @@ impl Supervisor {
         {
             warn!("some claimed jobs could not be put back in the queue");
         }
-        let running = self.crawls().values().filter(|c| !c.exited).count();
-        if running > 0 {
-            info!(
-                crawls = running,
-                "leaving crawls running for the next start"
-            );
+        match self.config.crawls_on_shutdown {
+            CrawlsOnShutdown::Leave => {
+                let running = self.crawls().values().filter(|c| !c.exited).count();
+                if running > 0 {
+                    info!(
+                        crawls = running,
+                        "leaving crawls running for the next start"
+                    );
+                }
+            }
+            CrawlsOnShutdown::Stop => self.stop_crawls().await,
         }
     }
 
@@ -400,6 +414,7 @@ impl Supervisor {
                 units: job.units.clamp(1, self.slots()),
                 kill_timer: None,
                 exited: false,
+                stopped_at_shutdown: false,
             },
         );
         let supervisor = Arc::clone(self);
@@ -467,8 +482,12 @@ impl Supervisor {
             Ok(Some(job)) => job.cancel_count > 0,
             _ => false,
         };
+        let stopped = self
+            .crawls()
+            .get(&seq)
+            .is_some_and(|crawl| crawl.stopped_at_shutdown);
         let log_reason = log_file.and_then(close_reason_from_log);
-        let reason = close_reason(cancelled, log_reason, ending);
+        let reason = close_reason(cancelled, stopped, log_reason, ending);
         let exit_code = ending.exit_code();
         if let Err(error) = self.store.finish_job(seq, clock::now(), exit_code, &reason) {
             warn!(%error, seq, "cannot record the end of a crawl yet; trying again shortly");
@@ -480,6 +499,7 @@ impl Supervisor {
         {
             timer.abort();
         }
+        self.crawl_recorded.notify_waiters();
         self.wake();
         true
     }
@@ -530,6 +550,64 @@ impl Supervisor {
         Ok(())
     }
 
+    /// `crawls_on_shutdown = stop`: TERM to every crawl's process group,
+    /// KILL to those still alive after `cancel_kill_grace`, and each end
+    /// recorded (close reason `shutdown`) before the daemon exits.
+    async fn stop_crawls(self: &Arc<Self>) {
+        let pids: Vec<i32> = self
+            .crawls()
+            .values_mut()
+            .filter(|crawl| !crawl.exited)
+            .map(|crawl| {
+                crawl.stopped_at_shutdown = true;
+                crawl.pid
+            })
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        let grace = self.config.cancel_kill_grace;
+        info!(crawls = pids.len(), ?grace, "stopping crawls");
+        for pid in pids {
+            signal_group(pid, Signal::SIGTERM);
+        }
+        if self.wait_for_recorded_ends(grace).await {
+            return;
+        }
+        for crawl in self.crawls().values().filter(|crawl| !crawl.exited) {
+            warn!(
+                pid = crawl.pid,
+                "crawl still alive after the grace; killing its process group"
+            );
+            signal_group(crawl.pid, Signal::SIGKILL);
+        }
+        if !self.wait_for_recorded_ends(KILLED_RECORD_WAIT).await {
+            warn!(
+                crawls = self.crawls().len(),
+                "crawl ends not recorded; the next start will record them"
+            );
+        }
+    }
+
+    /// Waits up to `limit` for every followed crawl to be recorded as
+    /// ended; answers whether they all were.
+    async fn wait_for_recorded_ends(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let recorded = self.crawl_recorded.notified();
+            tokio::pin!(recorded);
+            // Registered before looking, so an end recorded in between is
+            // not missed.
+            recorded.as_mut().enable();
+            if self.crawls().is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, recorded).await.is_err() {
+                return self.crawls().is_empty();
+            }
+        }
+    }
+
     /// Accounts for jobs a previous daemon left running: a crawl still
     /// alive (same pid and same process start time) is followed to its
     /// end; one that is gone is finished now with the reason its log gives,
@@ -565,6 +643,7 @@ impl Supervisor {
                     units: job.units.clamp(1, self.slots()),
                     kill_timer: None,
                     exited: !alive,
+                    stopped_at_shutdown: false,
                 },
             );
             if !alive {
@@ -698,7 +777,12 @@ impl Backoff {
 
 /// The close reason recorded for a crawl: a cancel, else Scrapy's own
 /// word from its log, else what the daemon knows.
-fn close_reason(cancelled: bool, log_reason: Option<String>, ending: Ending) -> String {
+fn close_reason(
+    cancelled: bool,
+    stopped_at_shutdown: bool,
+    log_reason: Option<String>,
+    ending: Ending,
+) -> String {
     if cancelled {
         return "cancelled".into();
     }
@@ -706,6 +790,8 @@ fn close_reason(cancelled: bool, log_reason: Option<String>, ending: Ending) -> 
         return reason;
     }
     match ending {
+        // Killed before Scrapy could say why: the daemon knows.
+        _ if stopped_at_shutdown => "shutdown".into(),
         Ending::Exited(Some(0)) => "finished".into(),
         Ending::GoneBeforeStart => "lost".into(),
         Ending::Exited(_) | Ending::Vanished => "failed".into(),
@@ -759,22 +845,52 @@ mod tests {
     fn close_reasons() {
         let exited = |code| Ending::Exited(Some(code));
         assert_eq!(
-            close_reason(true, Some("finished".into()), exited(0)),
+            close_reason(true, false, Some("finished".into()), exited(0)),
             "cancelled"
         );
         assert_eq!(
-            close_reason(false, Some("closespider_timeout".into()), exited(0)),
+            close_reason(false, false, Some("closespider_timeout".into()), exited(0)),
             "closespider_timeout"
         );
-        assert_eq!(close_reason(false, None, exited(0)), "finished");
-        assert_eq!(close_reason(false, None, exited(1)), "failed");
-        assert_eq!(close_reason(false, None, Ending::Exited(None)), "failed");
-        assert_eq!(close_reason(false, None, Ending::Vanished), "failed");
-        assert_eq!(close_reason(false, None, Ending::GoneBeforeStart), "lost");
+        assert_eq!(close_reason(false, false, None, exited(0)), "finished");
+        assert_eq!(close_reason(false, false, None, exited(1)), "failed");
         assert_eq!(
-            close_reason(false, Some("shutdown".into()), Ending::GoneBeforeStart),
+            close_reason(false, false, None, Ending::Exited(None)),
+            "failed"
+        );
+        assert_eq!(close_reason(false, false, None, Ending::Vanished), "failed");
+        assert_eq!(
+            close_reason(false, false, None, Ending::GoneBeforeStart),
+            "lost"
+        );
+        assert_eq!(
+            close_reason(
+                false,
+                false,
+                Some("shutdown".into()),
+                Ending::GoneBeforeStart
+            ),
             "shutdown"
         );
+    }
+
+    #[test]
+    fn crawls_stopped_at_shutdown_say_so_unless_their_log_does() {
+        let exited = |code| Ending::Exited(Some(code));
+        // KILLed after the grace, or no log: the daemon knows why it ended.
+        assert_eq!(close_reason(false, true, None, exited(-9)), "shutdown");
+        assert_eq!(close_reason(false, true, None, exited(0)), "shutdown");
+        assert_eq!(
+            close_reason(false, true, None, Ending::Vanished),
+            "shutdown"
+        );
+        // Scrapy's own word wins: it says `shutdown` on TERM, or it had
+        // finished by itself just before.
+        assert_eq!(
+            close_reason(false, true, Some("finished".into()), exited(0)),
+            "finished"
+        );
+        assert_eq!(close_reason(true, true, None, exited(-9)), "cancelled");
     }
 
     #[test]

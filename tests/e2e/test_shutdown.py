@@ -1,8 +1,9 @@
 """SIGTERM: what a stopping daemon does to the queue and to running crawls.
 
 A stopping daemon launches nothing new, and a job it could not start because
-it was stopping is still pending for the next start. Running crawls are left
-for the next start to adopt (test_restart.py).
+it was stopping is still pending for the next start. With
+`crawls_on_shutdown = stop` it ends its crawls and records them before it
+exits; with the default `leave` the next start adopts them (test_restart.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from conftest import process_gone, start_slow
 
 # Stand-ins for the interpreter, so thousands of crawls cost little. The
 # daemon appends a crawl's output to its log, where the close reason is read.
@@ -79,3 +81,45 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         assert max(launches(daemon).values()) == 1
         daemon.cleanup()
 
+
+def test_stop_ends_crawls_and_records_them_before_exiting(daemon_factory, egg_file, site):
+    daemon = daemon_factory(max_proc=2, crawls_on_shutdown="stop", cancel_kill_grace=2)
+    daemon.upload("testproject", "1.0", egg_file)
+    slow = start_slow(daemon, site)
+    stubborn = start_slow(daemon, site, spider="stubborn")  # ignores TERM: KILLed after the grace
+    waiting = daemon.schedule("testproject", "slow", base_url=site.url)
+    pids = [daemon.job(jobid)[1]["pid"] for jobid in (slow, stubborn)]
+
+    daemon.stop()
+
+    # Both ended before the daemon did, the stubborn one by the KILL.
+    assert all(process_gone(pid) for pid in pids)
+    assert "crawl still alive after the grace" in daemon.stderr()
+    daemon.start()
+    for jobid in (slow, stubborn):
+        state, entry = daemon.job(jobid)
+        assert state == "finished", (jobid, daemon.listjobs())
+        assert entry["close_reason"] == "shutdown", entry
+    # Scrapy closed the slow spider itself, on the TERM.
+    assert "Spider closed (shutdown)" in daemon.log_path("testproject", "slow", slow).read_text()
+    assert daemon.job(stubborn)[1]["exit_code"] == -9
+    # The job that waited was not touched; it runs now.
+    assert daemon.job(waiting)[0] in ("pending", "running")
+    assert daemon.ok("POST", "cancel.json", {"project": "testproject", "job": waiting})["status"] == "ok"
+    daemon.wait_finished(waiting)
+
+
+def test_crawls_on_shutdown_is_leave_or_stop(daemon_factory):
+    daemon = daemon_factory()
+    daemon.stop()
+    for value in ("kill", "yes"):
+        daemon.set_options({"crawls_on_shutdown": value})
+        try:
+            daemon.start()
+        except AssertionError as error:
+            message = str(error)
+        else:
+            raise AssertionError(f"crawls_on_shutdown = {value} was accepted")
+        assert f'option crawls_on_shutdown = "{value}": expected leave' in message, message
+    daemon.set_options({"crawls_on_shutdown": "Leave"})
+    assert daemon.start().ok("GET", "daemonstatus.json")["status"] == "ok"
