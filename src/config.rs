@@ -94,6 +94,8 @@ pub struct Config {
     /// After the first cancel, KILL the crawl if it is still alive this long
     /// after; `None` waits for the crawl to stop by itself.
     pub cancel_timeout: Option<Duration>,
+    /// What SIGTERM does to running crawls.
+    pub crawls_on_shutdown: CrawlsOnShutdown,
     /// Limits applied to uploaded eggs.
     pub egg_limits: EggLimits,
     /// The largest egg upload (`addversion.json`) accepted, in bytes.
@@ -132,6 +134,17 @@ fn word_list(text: &str) -> Vec<String> {
         .filter(|word| !word.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// What a stopping daemon does to the crawls it runs (`crawls_on_shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrawlsOnShutdown {
+    /// Leave them running; the next start adopts them. An upgrade or a
+    /// restart of the daemon does not interrupt a crawl.
+    Leave,
+    /// TERM each crawl's process group, KILL it after `cancel_kill_grace`,
+    /// and record its end (close reason `shutdown`) before exiting.
+    Stop,
 }
 
 /// Raw `section -> option -> value` pairs, later files overriding earlier.
@@ -242,6 +255,7 @@ impl Config {
                 options.number::<f64>("cancel_kill_grace", 5.0)?.max(0.0),
             ),
             cancel_timeout: (cancel_timeout > 0.0).then(|| Duration::from_secs_f64(cancel_timeout)),
+            crawls_on_shutdown: options.crawls_on_shutdown()?,
             egg_limits: EggLimits {
                 max_unpacked_bytes: options.number("egg_max_unpacked_size", 512 * 1024 * 1024)?,
                 max_entries: options.number("egg_max_entries", 20_000)?,
@@ -354,6 +368,19 @@ impl Options<'_> {
             value,
             expected: "expected a number",
         })
+    }
+
+    fn crawls_on_shutdown(&self) -> Result<CrawlsOnShutdown, ConfigError> {
+        let value = self.text("crawls_on_shutdown", "", "");
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "leave" => Ok(CrawlsOnShutdown::Leave),
+            "stop" => Ok(CrawlsOnShutdown::Stop),
+            _ => Err(ConfigError::Invalid {
+                option: "crawls_on_shutdown".into(),
+                value,
+                expected: "expected leave (crawls keep running for the next start) or stop",
+            }),
+        }
     }
 
     /// Booleans as Python's ConfigParser reads them.
@@ -509,6 +536,21 @@ mod tests {
     fn rejects_bad_numbers_and_colon_in_username() {
         assert!(Config::from_ini_text("[scrapyd]\nmax_proc = many\n").is_err());
         assert!(Config::from_ini_text("[scrapyd]\nusername = a:b\npassword = x\n").is_err());
+    }
+
+    #[test]
+    fn crawls_on_shutdown_is_leave_or_stop() {
+        let read = |text: &str| Config::from_ini_text(text).map(|c| c.crawls_on_shutdown);
+        assert_eq!(read("").unwrap(), CrawlsOnShutdown::Leave);
+        assert_eq!(
+            read("[scrapyd]\ncrawls_on_shutdown = Stop\n").unwrap(),
+            CrawlsOnShutdown::Stop
+        );
+        let error = read("[scrapyd]\ncrawls_on_shutdown = kill\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "option crawls_on_shutdown = \"kill\": expected leave (crawls keep running for the next start) or stop"
+        );
     }
 
     #[test]

@@ -90,10 +90,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         auth = config.auth_enabled(),
         "scrapyd-rs started"
     );
-    tokio::spawn(supervisor.run());
-    http::serve(daemon, listeners, stop_signal()).await;
-    // Crawls run in their own process groups and are left running: the
-    // next start adopts them.
+    let launcher = tokio::spawn(Arc::clone(&supervisor).run());
+    let stopping = Arc::clone(&supervisor);
+    let stop = async move {
+        stop_signal().await;
+        // Launch nothing more from the signal on, while requests in flight
+        // finish: a job scheduled now waits, pending, for the next start.
+        stopping.begin_shutdown();
+    };
+    http::serve(daemon, listeners, stop).await;
+    // Before the runtime winds down: the launch in progress finishes (or
+    // its job goes back to pending), then crawls are left running for the
+    // next start or stopped and recorded, as `crawls_on_shutdown` says.
+    supervisor.shutdown(launcher).await;
     info!("scrapyd-rs stopped");
     Ok(())
 }

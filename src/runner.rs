@@ -36,7 +36,11 @@ pub fn job_path(dir: &Path, project: &str, spider: &str, job_id: &str, extension
 /// Everything needed to start one crawl.
 #[derive(Debug)]
 pub struct CrawlLaunch {
-    pub command: tokio::process::Command,
+    /// A std command: its `spawn` either starts the process or fails with
+    /// no process left behind. tokio's can fail *after* the exec, while
+    /// registering the child with the runtime, and the crawl would run
+    /// untracked while the launcher believes it never started.
+    pub command: std::process::Command,
     /// The log file Scrapy writes, if logs are kept.
     pub log_file: Option<PathBuf>,
 }
@@ -122,8 +126,10 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
     // service manager) does not reach the crawl, and a KILL can reach all
     // of the crawl's children at once.
     command.process_group(0);
-    command.kill_on_drop(false);
-    Ok(CrawlLaunch { command, log_file })
+    Ok(CrawlLaunch {
+        command: command.into_std(),
+        log_file,
+    })
 }
 
 /// `<python> -m scrapy list`, run like a crawl of that version.

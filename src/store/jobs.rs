@@ -368,6 +368,22 @@ impl Store {
         })
     }
 
+    /// Puts back in the queue a claimed job whose process never started,
+    /// as if it had not been claimed: it keeps its place (priority, then
+    /// arrival) and its start time is cleared. Answers whether it is
+    /// pending again; a job that is no longer a claim (it has a process,
+    /// or has ended) is left alone.
+    pub fn return_to_pending(&self, seq: i64) -> StoreResult<bool> {
+        self.write(move |connection| {
+            let changed = connection.execute(
+                "UPDATE jobs SET state = 'pending', start_time = NULL
+                 WHERE seq = ?1 AND state = 'running' AND pid IS NULL",
+                [seq],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
     /// Records the process of a job that was just launched.
     pub fn record_started(
         &self,
@@ -578,6 +594,44 @@ mod tests {
                 .collect();
         assert_eq!(order, ["high", "high2", "low"]);
         assert!(store.claim_next_pending(0, 4, 2.0).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_returned_claim_is_pending_again_in_its_place() {
+        let (store, p) = store_with_project("p");
+        store
+            .insert_job_now(&new_job(p, "p", "first", 0.0))
+            .unwrap();
+        store
+            .insert_job_now(&new_job(p, "p", "second", 0.0))
+            .unwrap();
+        let claimed = store.claim_next_pending(1, 4, 2.0).unwrap().unwrap();
+        assert_eq!(claimed.job_id, "first");
+        assert_eq!(store.job_counts(100).unwrap(), (2, 0, 0));
+
+        assert!(store.return_to_pending(claimed.seq).unwrap());
+        let returned = store.job(claimed.seq).unwrap().unwrap();
+        assert_eq!(returned.state, JobState::Pending);
+        assert_eq!(returned.start_time, None);
+        assert_eq!(
+            store.scrapyd_state("first", JobFilter::All).unwrap(),
+            Some(JobState::Pending)
+        );
+        // It keeps its place: the next claim takes it again.
+        let again = store.claim_next_pending(1, 4, 3.0).unwrap().unwrap();
+        assert_eq!(again.job_id, "first");
+
+        // A claim whose process started, or a finished job, stays as it is.
+        store.record_started(again.seq, 42, Some(7), "1").unwrap();
+        assert!(!store.return_to_pending(again.seq).unwrap());
+        store
+            .finish_job(again.seq, 4.0, Some(0), "finished")
+            .unwrap();
+        assert!(!store.return_to_pending(again.seq).unwrap());
+        assert_eq!(
+            store.job(again.seq).unwrap().unwrap().state,
+            JobState::Finished
+        );
     }
 
     #[test]
