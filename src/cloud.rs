@@ -341,7 +341,8 @@ impl Daemon {
 
     /// Moves a job to a state as an outside runner or the API asks;
     /// answers its previous state. A crawl of this daemon's own supervisor
-    /// is only stopped, by signal, as `cancel.json` would.
+    /// is stopped, by signal, as `cancel.json` would, and its end recorded
+    /// when it comes (marked deleted at once when that is what was asked).
     pub fn move_job(
         &self,
         job: &Job,
@@ -350,8 +351,15 @@ impl Daemon {
         change: MetaChange,
     ) -> DaemonResult<JobState> {
         if job.state == JobState::Running && job.runner.is_none() && to != JobState::Running {
-            self.change_job_meta(job, change)?;
+            // The supervisor records the crawl's end; a deleted one stays
+            // deleted then.
             self.stop_own_crawl(job)?;
+            if to == JobState::Deleted {
+                self.store()
+                    .move_job(job.seq, to, who, change, clock::now())?;
+            } else {
+                self.change_job_meta(job, change)?;
+            }
             return Ok(job.state);
         }
         let previous = self

@@ -265,6 +265,9 @@ pub(super) fn insert_job_in(connection: &Connection, new: NewJob) -> StoreResult
     Ok(job)
 }
 
+/// Who the daemon's own events name as their `user`.
+pub(super) const DAEMON_USER: &str = "scrapyd-rs";
+
 /// Records `event` (`job:started`, …) of a job in its project's activity.
 pub(super) fn job_event_in(
     connection: &Connection,
@@ -377,14 +380,15 @@ impl Store {
         self.write(move |connection| {
             let changed = connection.execute(
                 "UPDATE jobs SET state = 'pending', start_time = NULL
-                 WHERE seq = ?1 AND state = 'running' AND pid IS NULL",
+                 WHERE seq = ?1 AND state = 'running' AND pid IS NULL AND runner IS NULL",
                 [seq],
             )?;
             Ok(changed == 1)
         })
     }
 
-    /// Records the process of a job that was just launched.
+    /// Records the process of a job that was just launched, with its
+    /// `job:started` event.
     pub fn record_started(
         &self,
         seq: i64,
@@ -398,11 +402,21 @@ impl Store {
                 "UPDATE jobs SET pid = ?2, pid_start_ticks = ?3, run_version = ?4 WHERE seq = ?1",
                 params![seq, pid, pid_start_ticks, run_version],
             )?;
-            Ok(())
+            let job = job_on(connection, seq)?;
+            let started = job.start_time.unwrap_or(job.pending_time);
+            job_event_in(
+                connection,
+                &job,
+                "job:started",
+                Value::from(DAEMON_USER),
+                started,
+            )
         })
     }
 
-    /// Records the end of a job.
+    /// Records the end of a job, with its `job:completed` (or
+    /// `job:cancelled`) event. A job deleted through the Cloud API while it
+    /// ran stays deleted.
     pub fn finish_job(
         &self,
         seq: i64,
@@ -413,11 +427,18 @@ impl Store {
         let close_reason = close_reason.to_string();
         self.write(move |connection| {
             connection.execute(
-                "UPDATE jobs SET state = 'finished', end_time = ?2, exit_code = ?3, close_reason = ?4
+                "UPDATE jobs SET state = CASE state WHEN 'deleted' THEN 'deleted' ELSE 'finished' END,
+                     end_time = ?2, exit_code = ?3, close_reason = ?4
                  WHERE seq = ?1",
                 params![seq, end_time, exit_code, close_reason],
             )?;
-            Ok(())
+            let job = job_on(connection, seq)?;
+            let event = if close_reason == "cancelled" {
+                "job:cancelled"
+            } else {
+                "job:completed"
+            };
+            job_event_in(connection, &job, event, Value::from(DAEMON_USER), end_time)
         })
     }
 
@@ -426,11 +447,18 @@ impl Store {
     pub fn cancel_pending(&self, project_id: i64, job_id: &str, now: f64) -> StoreResult<usize> {
         let job_id = job_id.to_string();
         self.write(move |connection| {
-            Ok(connection.execute(
-                "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
-                 WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending'",
-                params![project_id, job_id, now],
-            )?)
+            let seqs: Vec<i64> = connection
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
+                     WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending' RETURNING seq",
+                )?
+                .query_map(params![project_id, job_id, now], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for seq in &seqs {
+                let job = job_on(connection, *seq)?;
+                job_event_in(connection, &job, "job:cancelled", Value::from(DAEMON_USER), now)?;
+            }
+            Ok(seqs.len())
         })
     }
 
@@ -473,19 +501,25 @@ impl Store {
                 params![job_id, name],
             )?,
         };
-        let shown = |job: &Job| match (job.state, job.pid) {
-            (JobState::Running, None) => JobState::Pending,
-            (state, _) => state,
+        let shown = |job: &Job| match (job.state, job.pid, &job.runner) {
+            (JobState::Running, None, None) => JobState::Pending,
+            (state, _, _) => state,
         };
         Ok([JobState::Finished, JobState::Running, JobState::Pending]
             .into_iter()
             .find(|state| jobs.iter().any(|job| shown(job) == *state)))
     }
 
-    /// Every job in state running, launched or not: what a starting daemon
-    /// must account for.
+    /// Every job this daemon's supervisor claimed and that has not ended,
+    /// launched or not: what a starting daemon must account for. Jobs run
+    /// by outside workers are theirs to report; a crawl deleted through the
+    /// Cloud API while it ran is still followed to its end.
     pub fn claimed_jobs(&self) -> StoreResult<Vec<Job>> {
-        self.query_jobs("WHERE state = 'running' ORDER BY seq", [])
+        self.query_jobs(
+            "WHERE (state = 'running' OR (state = 'deleted' AND pid IS NOT NULL AND end_time IS NULL))
+               AND runner IS NULL ORDER BY seq",
+            [],
+        )
     }
 
     /// `(pending, running, listed finished)` counts, the last capped at
@@ -508,8 +542,8 @@ impl Store {
         let mut statement = connection.prepare_cached(
             "SELECT
                (SELECT count(*) FROM jobs WHERE state = 'pending')
-                 + (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NULL),
-               (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NOT NULL),
+                 + (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NULL AND runner IS NULL),
+               (SELECT count(*) FROM jobs WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL)),
                (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT ?1))",
         )?;
         let (pending, running, finished): (i64, i64, i64) =

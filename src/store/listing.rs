@@ -155,7 +155,7 @@ impl Store {
         // (`?3` = its seq where the seq alone is the key, then `?4` = seq).
         let (sql, resume): (&str, Vec<Value>) = match cursor.section {
             JobSection::Pending if !cursor.launching_done => (
-                "WHERE state = 'running' AND pid IS NULL AND seq > ?3
+                "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?3
                    AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
                 vec![Value::Integer(last_seq)],
             ),
@@ -181,7 +181,7 @@ impl Store {
                 vec![Value::Real(last_key), Value::Integer(last_seq)],
             ),
             JobSection::Running => (
-                "WHERE state = 'running' AND pid IS NOT NULL AND seq > ?3
+                "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?3
                    AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
                 vec![Value::Integer(last_seq)],
             ),
