@@ -128,6 +128,26 @@ pub enum ItemsDir {
     Remote(String),
 }
 
+impl Config {
+    /// The daemon's own base URL for processes on this machine, when it
+    /// listens on TCP: `http://127.0.0.1:6800/` for a wildcard address.
+    pub fn local_url(&self) -> Option<String> {
+        if self.bind_address.is_empty() || self.http_port == 0 {
+            return None;
+        }
+        let host = match self.bind_address.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+            address => address,
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        Some(format!("http://{host}:{}/", self.http_port))
+    }
+}
+
 /// A list option: words separated by commas or white space.
 fn word_list(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())

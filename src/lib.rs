@@ -6,8 +6,9 @@
 //!
 //! - [`http`]: the HTTP server. Parses requests, checks authentication,
 //!   calls exactly one [`daemon::Daemon`] function per request and renders
-//!   its answer in Scrapyd's byte-exact JSON or HTML. Knows nothing of
-//!   SQLite or processes.
+//!   its answer: Scrapyd's byte-exact JSON or HTML, or the Scrapy Cloud
+//!   API's JSON and JSON lines (`http::cloud`). Knows nothing of SQLite or
+//!   processes.
 //! - [`daemon`]: the domain's front door. Each API operation (add a version,
 //!   schedule, cancel, list…) is one method here, with one error type whose
 //!   messages are the ones Scrapyd clients expect.

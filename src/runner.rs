@@ -108,6 +108,7 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
     if let Some(asked) = &job.version {
         command.env("SCRAPYD_EGG_VERSION", asked);
     }
+    cloud_environment(config, job, &mut command);
     // Scrapy's own output (a traceback before logging is set up, say) goes
     // to the end of the job's log. Not a pipe: a pipe would kill the crawl
     // with SIGPIPE once this daemon exits, and crawls must outlive it.
@@ -130,6 +131,27 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
         command: command.into_std(),
         log_file,
     })
+}
+
+/// What a crawl needs to reach the Scrapy Cloud API of this daemon with
+/// its own credentials, as Scrapy Cloud gives them to its jobs: the job's
+/// key, `SHUB_JOBAUTH` (hex of `P/S/J:token`, valid while it runs) and the
+/// daemon's storage and Dash URLs (when it listens on TCP).
+fn cloud_environment(config: &Config, job: &Job, command: &mut tokio::process::Command) {
+    let key = job.key();
+    command.env("SHUB_JOBKEY", &key);
+    if let Some(token) = job.meta.get("auth").and_then(|token| token.as_str()) {
+        let credentials = format!("{key}:{token}");
+        let hex: String = credentials
+            .bytes()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        command.env("SHUB_JOBAUTH", hex);
+    }
+    if let Some(url) = config.local_url() {
+        command.env("SHUB_STORAGE", &url);
+        command.env("SHUB_APIURL", format!("{url}api/"));
+    }
 }
 
 /// `<python> -m scrapy list`, run like a crawl of that version.

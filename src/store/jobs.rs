@@ -363,9 +363,12 @@ impl Store {
             if units.clamp(1, max_units.max(1)) > free_units {
                 return Ok(None);
             }
+            // The crawl's own credentials for the Cloud API while it runs.
+            let token = uuid::Uuid::new_v4().simple().to_string();
             connection.execute(
-                "UPDATE jobs SET state = 'running', start_time = ?2 WHERE seq = ?1",
-                params![seq, now],
+                "UPDATE jobs SET state = 'running', start_time = ?2, meta = json_set(meta, '$.auth', ?3)
+                 WHERE seq = ?1",
+                params![seq, now, token],
             )?;
             job_on(connection, seq).map(Some)
         })
@@ -379,7 +382,7 @@ impl Store {
     pub fn return_to_pending(&self, seq: i64) -> StoreResult<bool> {
         self.write(move |connection| {
             let changed = connection.execute(
-                "UPDATE jobs SET state = 'pending', start_time = NULL
+                "UPDATE jobs SET state = 'pending', start_time = NULL, meta = json_remove(meta, '$.auth')
                  WHERE seq = ?1 AND state = 'running' AND pid IS NULL AND runner IS NULL",
                 [seq],
             )?;
@@ -428,7 +431,7 @@ impl Store {
         self.write(move |connection| {
             connection.execute(
                 "UPDATE jobs SET state = CASE state WHEN 'deleted' THEN 'deleted' ELSE 'finished' END,
-                     end_time = ?2, exit_code = ?3, close_reason = ?4
+                     end_time = ?2, exit_code = ?3, close_reason = ?4, meta = json_remove(meta, '$.auth')
                  WHERE seq = ?1",
                 params![seq, end_time, exit_code, close_reason],
             )?;

@@ -254,3 +254,22 @@ def test_shub_deploy(cloud, tmp_path):
     assert cloud.get("listversions.json", params={"project": str(PROJECT)})["versions"] == ["1.0", "2.0"]
     project = cloud.client.get_project(PROJECT)
     assert {s["version"] for s in project.spiders.list() if s["id"] == "pages"} == {"2.0"}
+
+
+def test_a_crawl_uses_its_own_credentials(cloud, site):
+    project = cloud.client.get_project(PROJECT)
+    other = project.jobs.run("slow", job_args={"base_url": site.url})
+    wait_cloud_state(other, "running")
+    job = project.jobs.run("pages", job_args={"base_url": site.url, "cloud_probe": other.key})
+    wait_cloud_state(job, "finished")
+    assert job.metadata.get("probe") == "written by the crawl"
+    entry = next(v for v in scrapyd_jobs(cloud).values() if v[1]["spider"] == "pages")[1]
+    items = read_items(cloud.items_path(str(PROJECT), "pages", entry["id"]))
+    probe = next(item for item in items if "own" in item)
+    assert probe == {"job_key": job.key, "user": job.key, "own": "written", "other": 401}
+    # The credentials die with the job.
+    assert "auth" not in dict(job.metadata.list())
+    project.jobs.cancel([other.key])
+    requests.post(cloud.url + "/api/jobs/stop.json", data={"project": PROJECT, "job": other.key},
+                  auth=(KEY, ""), timeout=10)
+    wait_cloud_state(other, "finished")

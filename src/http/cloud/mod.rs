@@ -192,7 +192,7 @@ async fn answer_checked(
     let who = if path == "/system/ts" {
         "anonymous".to_string()
     } else {
-        authorized_key(daemon, parts)?
+        authorized_key(daemon, parts, api, path)?
     };
     let content_type = parts
         .headers
@@ -262,12 +262,13 @@ fn dash_url(daemon: &Daemon, parts: &Parts) -> String {
     format!("http://{host}{prefix}/api/")
 }
 
-/// The API key of a request, checked against the configured keys: HTTP
-/// Basic with the key as the user. With no key configured the API is open.
-fn authorized_key(daemon: &Daemon, parts: &Parts) -> CloudResult<String> {
+/// Who a request comes from, checked: an API key of the configuration
+/// (HTTP Basic, the key as the user; with no key configured the API is
+/// open), or a running job's own credentials (user `P/S/J`, password its
+/// token), which reach only that job's data and its project's stores.
+fn authorized_key(daemon: &Daemon, parts: &Parts, api: Api, path: &str) -> CloudResult<String> {
     use base64::Engine;
-    let keys = &daemon.config.cloud_api_keys;
-    let user = parts
+    let credentials = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -279,23 +280,65 @@ fn authorized_key(daemon: &Daemon, parts: &Parts) -> CloudResult<String> {
                 .ok()
         })
         .and_then(|decoded| String::from_utf8(decoded).ok())
-        .map(|pair| {
-            pair.split_once(':')
-                .map_or(pair.clone(), |(user, _)| user.to_string())
+        .map(|pair| match pair.split_once(':') {
+            Some((user, password)) => (user.to_string(), password.to_string()),
+            None => (pair, String::new()),
         });
+    let keys = &daemon.config.cloud_api_keys;
+    if let Some((user, password)) = &credentials {
+        if keys
+            .iter()
+            .any(|key| constant_time_eq::constant_time_eq(key.as_bytes(), user.as_bytes()))
+        {
+            return Ok("apikey".into());
+        }
+        if api == Api::Storage && job_may_reach(daemon, user, password, path) {
+            return Ok(user.clone());
+        }
+    }
     if keys.is_empty() {
         return Ok("apikey".into());
     }
-    let Some(user) = user else {
-        return Err(CloudError::Unauthorized);
+    Err(CloudError::Unauthorized)
+}
+
+/// Whether the credentials of the running job `P/S/J` are right and reach
+/// `path`: the job's own metadata and data, its project's collections and
+/// frontiers.
+fn job_may_reach(daemon: &Daemon, user: &str, token: &str, path: &str) -> bool {
+    let numbers: Vec<i64> = user
+        .split('/')
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    let [project_id, spider_id, counter] = numbers[..] else {
+        return false;
     };
-    let known = keys
-        .iter()
-        .any(|key| constant_time_eq::constant_time_eq(key.as_bytes(), user.as_bytes()));
-    if known {
-        Ok("apikey".into())
-    } else {
-        Err(CloudError::Unauthorized)
+    let Ok(project) = daemon.cloud_project(&project_id.to_string()) else {
+        return false;
+    };
+    let Ok(job) = daemon.cloud_job(&project, spider_id, counter) else {
+        return false;
+    };
+    let valid = job.state == JobState::Running
+        && job
+            .meta
+            .get("auth")
+            .and_then(Value::as_str)
+            .is_some_and(|expected| {
+                constant_time_eq::constant_time_eq(expected.as_bytes(), token.as_bytes())
+            });
+    if !valid {
+        return false;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [root, rest @ ..] if ["jobs", "items", "logs", "requests", "samples"].contains(root) => {
+            rest.len() >= 3 && rest[..3].join("/") == user
+        }
+        [root, project, ..] if ["collections", "hcf"].contains(root) => {
+            *project == project_id.to_string()
+        }
+        _ => false,
     }
 }
 
