@@ -101,13 +101,22 @@ impl Daemon {
     pub fn cloud_spiders(&self, project: &Project) -> DaemonResult<Vec<CloudSpider>> {
         let store = self.store();
         let current = store.version(project.id, None)?;
-        if let Some(version) = &current {
+        let mut spiders = store.spiders_with_ids(project.id)?;
+        // Spiders get their ids at upload; a store from before that gives
+        // them now.
+        let missing = current.as_ref().is_some_and(|version| {
+            version
+                .spiders
+                .iter()
+                .any(|name| !spiders.iter().any(|(_, known, _)| known == name))
+        });
+        if let (true, Some(version)) = (missing, &current) {
             for name in &version.spiders {
                 store.spider_id(project.id, name, true)?;
             }
+            spiders = store.spiders_with_ids(project.id)?;
         }
-        Ok(store
-            .spiders_with_ids(project.id)?
+        Ok(spiders
             .into_iter()
             .map(|(id, name, tags)| CloudSpider {
                 version: current

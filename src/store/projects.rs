@@ -184,6 +184,10 @@ impl Store {
         let (name, version) = (project.to_string(), version.clone());
         let result = self.write(move |connection| {
             let id = create_project_in(connection, &name, now)?;
+            // Every spider has its Scrapy Cloud id from its first upload.
+            for spider in &version.spiders {
+                spider_id_in(connection, id, spider)?;
+            }
             connection.execute(
                 "INSERT OR REPLACE INTO versions
                      (project_id, version, dir_name, settings_module, spiders, uploaded_at)

@@ -227,16 +227,16 @@ async fn answer_checked(
         api_url: dash_url(daemon, parts),
         who,
     };
-    match api {
-        Api::Dash => dash::answer(daemon, request).await,
-        Api::Storage => {
-            let daemon = Arc::clone(daemon);
-            // Storage calls wait for commits: on the blocking pool.
-            tokio::task::spawn_blocking(move || storage(&daemon, request))
-                .await
-                .map_err(|error| CloudError::Internal(error.to_string()))?
-        }
-    }
+    // Cloud calls wait for commits, often several: on the blocking pool,
+    // so the async workers keep serving meanwhile.
+    let daemon = Arc::clone(daemon);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || match api {
+        Api::Dash => runtime.block_on(dash::answer(&daemon, request)),
+        Api::Storage => storage(&daemon, request),
+    })
+    .await
+    .map_err(|error| CloudError::Internal(error.to_string()))?
 }
 
 fn storage(daemon: &Daemon, request: CloudRequest) -> CloudResult<HttpResponse> {
