@@ -16,7 +16,10 @@ use crate::clock;
 use crate::daemon::{Daemon, DaemonError, DaemonResult, check_passable};
 use crate::filter::{self, Filter};
 use crate::names;
-use crate::store::{Job, JobQuery, JobState, MetaChange, NewJob, Project};
+use crate::store::{
+    AppendError, DataKind, DataStats, Job, JobQuery, JobState, MetaChange, NewJob, NewRecord,
+    Project, RecordView,
+};
 
 /// Scrapy Cloud's default priority.
 pub const DEFAULT_PRIORITY: i64 = 2;
@@ -38,6 +41,24 @@ pub fn cloud_priority(stored: f64) -> i64 {
 /// Milliseconds since the epoch, as the Cloud API counts time.
 pub fn millis(seconds: f64) -> i64 {
     (seconds * 1000.0).round() as i64
+}
+
+/// The most bytes one record may take, encoded (the client's own limit).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// A record's size as JSON text.
+fn encoded_size(record: &Value) -> usize {
+    serde_json::to_vec(record).map_or(0, |bytes| bytes.len())
+}
+
+/// The bytes a record counts for in its stream's stats (`input_bytes`):
+/// a log record its message (UTF-8) and a newline, anything else its
+/// msgpack encoding, as Scrapy Cloud counts them.
+pub fn record_size(kind: DataKind, record: &Value) -> u64 {
+    match (kind, record.get("message")) {
+        (DataKind::Logs, Some(Value::String(message))) => message.len() as u64 + 1,
+        _ => rmp_serde::encode::to_vec_named(record).map_or(0, |bytes| bytes.len() as u64),
+    }
 }
 
 /// A spider as the Cloud API lists it.
@@ -416,7 +437,60 @@ impl Daemon {
         if job.state == JobState::Running && job.runner.is_none() {
             self.stop_own_crawl(job)?;
         }
+        self.data().delete_job(job.seq)?;
         Ok(self.store().purge_job(job.seq)?)
+    }
+
+    /// Appends records a client wrote to a job's stream (`?start=N`: a
+    /// retried batch is stored once); answers the count after. A record
+    /// over [`MAX_RECORD_BYTES`] refuses the batch before anything is
+    /// stored.
+    pub fn add_records(
+        &self,
+        job: &Job,
+        kind: DataKind,
+        start: Option<u64>,
+        records: Vec<Value>,
+    ) -> DaemonResult<u64> {
+        let mut sized = Vec::with_capacity(records.len());
+        for mut data in records {
+            // A request's absent fields (`parent`, `fp`) come as null and are
+            // stored absent, as Scrapy Cloud does.
+            if let (DataKind::Requests, Value::Object(fields)) = (kind, &mut data) {
+                fields.retain(|_, value| !value.is_null());
+            }
+            let size = record_size(kind, &data);
+            if encoded_size(&data) > MAX_RECORD_BYTES {
+                return Err(DaemonError::TooLarge(format!(
+                    "a record of {} is over {MAX_RECORD_BYTES} bytes",
+                    kind.as_str()
+                )));
+            }
+            sized.push(NewRecord { data, size });
+        }
+        self.data()
+            .append(job.seq, kind, start, sized, None, millis(clock::now()))
+            .map_err(|error| match error {
+                AppendError::Gap { .. } => DaemonError::BadRequest(error.to_string()),
+                AppendError::Store(error) => DaemonError::Store(error),
+            })
+    }
+
+    /// Up to `max` records of a job's stream (the job's `seq`) from index
+    /// `from`; answers whether more may follow.
+    pub fn read_records(
+        &self,
+        job: i64,
+        kind: DataKind,
+        from: u64,
+        max: usize,
+        visit: &mut dyn FnMut(RecordView) -> bool,
+    ) -> DaemonResult<bool> {
+        Ok(self.data().read_records(job, kind, from, max, visit)?)
+    }
+
+    pub fn record_stats(&self, job: &Job, kind: DataKind) -> DaemonResult<DataStats> {
+        Ok(self.data().stats(job.seq, kind)?)
     }
 
     /// Events newest first: at most `count` that pass every filter.

@@ -102,6 +102,9 @@ pub struct Config {
     pub max_body_size: usize,
     /// The largest body of every other request, in bytes.
     pub max_request_body_size: usize,
+    /// The largest batch of records (job data, collections, frontier)
+    /// one Cloud API write may carry, in bytes.
+    pub max_data_body_size: usize,
     /// The keys the Scrapy Cloud API accepts (HTTP Basic user); none
     /// configured leaves it open.
     pub cloud_api_keys: Vec<String>,
@@ -282,6 +285,7 @@ impl Config {
             },
             max_body_size: options.number("max_body_size", 256 * 1024 * 1024)?,
             max_request_body_size: options.number("max_request_body_size", 1024 * 1024)?,
+            max_data_body_size: options.number("max_data_body_size", 32 * 1024 * 1024)?,
             cloud_api_keys: word_list(&options.text("cloud_api_keys", "", "")),
             bot_groups: word_list(&options.text("bot_groups", "", "")),
             http_timeout: Duration::from_secs_f64(
@@ -345,6 +349,11 @@ impl Config {
     /// Where the SQLite database lives.
     pub fn database_path(&self) -> PathBuf {
         self.dbs_dir.join("scrapyd-rs.sqlite")
+    }
+
+    /// Where the job data database (items, logs, requests, samples) lives.
+    pub fn data_database_path(&self) -> PathBuf {
+        self.dbs_dir.join("scrapyd-rs-data.sqlite")
     }
 }
 

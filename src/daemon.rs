@@ -15,8 +15,8 @@ use crate::eggs::{self, EggError};
 use crate::names::{self, DirectoryTraversal};
 use crate::runner;
 use crate::store::{
-    Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project, Store, StoreError,
-    Version,
+    DataStore, Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project, Store,
+    StoreError, Version,
 };
 use crate::supervisor::Supervisor;
 
@@ -45,6 +45,9 @@ pub enum DaemonError {
     /// A Cloud API request that cannot be carried out as asked.
     #[error("{0}")]
     BadRequest(String),
+    /// A record or value over the Cloud API's size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A spider argument or setting no process could be started with.
     #[error("{kind} '{name}' cannot be passed to a process: {reason}")]
     Unpassable {
@@ -104,6 +107,8 @@ pub struct JobListing {
 pub struct Daemon {
     pub config: Arc<Config>,
     store: Arc<Store>,
+    /// Every job's items, logs, requests and stats samples.
+    data: Arc<DataStore>,
     supervisor: Arc<Supervisor>,
     /// One upload at a time: two uploads of the same version must not
     /// interleave their file moves.
@@ -111,10 +116,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(config: Arc<Config>, store: Arc<Store>, supervisor: Arc<Supervisor>) -> Daemon {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        data: Arc<DataStore>,
+        supervisor: Arc<Supervisor>,
+    ) -> Daemon {
         Daemon {
             config,
             store,
+            data,
             supervisor,
             uploads: tokio::sync::Mutex::new(()),
         }
@@ -123,6 +134,11 @@ impl Daemon {
     /// The store, for the Cloud operations (`crate::cloud`).
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The job data store, for the Cloud operations (`crate::cloud`).
+    pub(crate) fn data(&self) -> &DataStore {
+        &self.data
     }
 
     /// Tells the launcher a job may be ready to start.

@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use scrapyd_rs::config::Config;
 use scrapyd_rs::daemon::Daemon;
 use scrapyd_rs::http::{self, Listener};
-use scrapyd_rs::store::Store;
+use scrapyd_rs::store::{DataStore, Store};
 use scrapyd_rs::supervisor::Supervisor;
 
 /// A drop-in replacement for Scrapyd: the same HTTP API, every job kept in
@@ -77,10 +77,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     let store = Arc::new(Store::open(&config.database_path()).map_err(|e| e.to_string())?);
     store.serve_botgroups(&config.bot_groups);
+    let data = Arc::new(DataStore::open(&config.data_database_path()).map_err(|e| e.to_string())?);
     let supervisor = Supervisor::new(Arc::clone(&config), Arc::clone(&store));
     let daemon = Arc::new(Daemon::new(
         Arc::clone(&config),
         store,
+        data,
         Arc::clone(&supervisor),
     ));
     let listeners = bind(&config).await?;

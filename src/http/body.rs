@@ -42,16 +42,30 @@ pub fn empty() -> Body {
 /// answer to the buffer it is given and says whether more follow. Each
 /// page is written on the blocking pool (it reads the store), when the
 /// connection is ready for it.
-pub fn paged<S, F>(daemon: Arc<Daemon>, state: S, write_page: F) -> Body
+pub fn paged<S, F>(daemon: Arc<Daemon>, state: S, mut write_page: F) -> Body
 where
     S: Send + 'static,
     F: FnMut(&Daemon, &mut S, &mut String) -> Result<bool, String> + Send + 'static,
+{
+    paged_bytes(daemon, state, move |daemon, state, out: &mut Vec<u8>| {
+        let mut text = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+        let more = write_page(daemon, state, &mut text)?;
+        *out = text.into_bytes();
+        Ok(more)
+    })
+}
+
+/// [`paged`] for answers that are bytes (msgpack, gzip) rather than text.
+pub fn paged_bytes<S, F>(daemon: Arc<Daemon>, state: S, write_page: F) -> Body
+where
+    S: Send + 'static,
+    F: FnMut(&Daemon, &mut S, &mut Vec<u8>) -> Result<bool, String> + Send + 'static,
 {
     let start = Some((daemon, state, write_page));
     let pages = futures_util::stream::unfold(start, |step| async move {
         let (daemon, mut state, mut write_page) = step?;
         let written = tokio::task::spawn_blocking(move || {
-            let mut page = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+            let mut page = Vec::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
             let more = write_page(&daemon, &mut state, &mut page);
             (more, page, (daemon, state, write_page))
         })

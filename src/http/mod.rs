@@ -198,11 +198,7 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
     if let Some(api) = cloud::api_of(&path) {
         let path = path.into_owned();
         let (parts, body) = request.into_parts();
-        let limit = if path.ends_with("/addversion.json") {
-            daemon.config.max_body_size
-        } else {
-            daemon.config.max_request_body_size
-        };
+        let limit = cloud::body_limit(&daemon.config, &path);
         let body = match read_body(daemon, &parts, body, limit).await {
             Ok(body) => body,
             Err(response) => return response,

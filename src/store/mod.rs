@@ -9,6 +9,7 @@
 //! its place without the HTTP layer or the supervisor noticing.
 
 mod activity;
+mod data;
 mod jobq;
 mod jobs;
 mod listing;
@@ -22,6 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use activity::ActivityEvent;
+pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
@@ -196,7 +198,7 @@ impl Store {
 
     fn open_with(path: &Path, temporary: Option<tempfile::TempDir>) -> StoreResult<Store> {
         let mut write_connection = open_connection(path)?;
-        migrate(&mut write_connection)?;
+        migrate(&mut write_connection, MIGRATIONS)?;
         let reader = open_connection(path)?;
         let generation = writer::Generation::default();
         let writer =
@@ -263,7 +265,7 @@ impl Store {
     }
 }
 
-fn open_connection(path: &Path) -> StoreResult<Connection> {
+pub(super) fn open_connection(path: &Path) -> StoreResult<Connection> {
     let connection = Connection::open(path)?;
     // WAL lets readers proceed during a write; FULL syncs the WAL on every
     // commit, which is what makes an "ok" answer durable across a power
@@ -275,9 +277,10 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     Ok(connection)
 }
 
-fn migrate(connection: &mut Connection) -> StoreResult<()> {
+/// Applies the migrations of one database that have not run yet.
+pub(super) fn migrate(connection: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
     let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+    for (index, migration) in migrations.iter().enumerate().skip(applied.max(0) as usize) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;

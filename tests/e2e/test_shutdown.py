@@ -13,7 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from conftest import process_gone, start_slow
+from conftest import wait_log_contains, process_gone, start_slow
 
 # Stand-ins for the interpreter, so thousands of crawls cost little. The
 # daemon appends a crawl's output to its log, where the close reason is read.
@@ -103,8 +103,11 @@ def test_stop_ends_crawls_and_records_them_before_exiting(daemon_factory, egg_fi
     # Scrapy closed the slow spider itself, on the TERM.
     assert "Spider closed (shutdown)" in daemon.log_path("testproject", "slow", slow).read_text()
     assert daemon.job(stubborn)[1]["exit_code"] == -9
-    # The job that waited was not touched; it runs now.
+    # The job that waited was not touched; it runs now. (Cancelled once it
+    # crawls: a SIGINT while Scrapy is still starting can be lost.)
     assert daemon.job(waiting)[0] in ("pending", "running")
+    daemon.wait_state(waiting, "running")
+    wait_log_contains(daemon, "testproject", "slow", waiting, "slow page")
     assert daemon.ok("POST", "cancel.json", {"project": "testproject", "job": waiting})["status"] == "ok"
     daemon.wait_finished(waiting)
 

@@ -73,6 +73,7 @@ pub fn error(error: &CloudError) -> HttpResponse {
         CloudError::Unauthorized => StatusCode::UNAUTHORIZED,
         CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         CloudError::BadRequest(_) | CloudError::Duplicate(_) => StatusCode::BAD_REQUEST,
+        CloudError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
     };
     json_response(
         status,

@@ -6,10 +6,14 @@
 //! - [`dash`]: `run.json`, `jobs/*.json`, spiders, projects, deploys.
 //! - [`jobs`]: `ids`, `jobq`, job metadata, last job summaries.
 //! - [`project`]: settings, activity, job summaries, the clock.
+//! - [`data`]: job data (items, logs, requests, samples).
+//! - [`records`]: the result formats of record streams.
 
 mod dash;
+mod data;
 mod jobs;
 mod project;
+mod records;
 
 use std::sync::Arc;
 
@@ -31,6 +35,19 @@ const STORAGE_ROOTS: &[&str] = &[
     "ids", "jobq", "jobs", "spiders", "projects", "activity", "system",
 ];
 
+/// The largest body a Cloud path reads: eggs as Scrapyd's uploads, batches
+/// of records as `max_data_body_size`, anything else as small requests.
+pub fn body_limit(config: &crate::config::Config, path: &str) -> usize {
+    let root = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if path.ends_with("/addversion.json") {
+        config.max_body_size
+    } else if data::ROOTS.contains(&root) || ["collections", "hcf"].contains(&root) {
+        config.max_data_body_size
+    } else {
+        config.max_request_body_size
+    }
+}
+
 /// Which half of the Cloud API a path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Api {
@@ -47,6 +64,10 @@ pub fn api_of(path: &str) -> Option<Api> {
     let mut segments = path.trim_start_matches('/').split('/');
     let root = segments.next()?;
     let more = segments.next().is_some_and(|next| !next.is_empty());
+    if data::ROOTS.contains(&root) {
+        // `/logs/…` and `/items/…` are also Scrapyd's file trees.
+        return data::is_data_path(path).then_some(Api::Storage);
+    }
     (more && STORAGE_ROOTS.contains(&root)).then_some(Api::Storage)
 }
 
@@ -64,6 +85,8 @@ pub enum CloudError {
     Duplicate(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<DaemonError> for CloudError {
@@ -79,6 +102,7 @@ impl From<DaemonError> for CloudError {
             DaemonError::Store(_) | DaemonError::Internal(_) | DaemonError::Io { .. } => {
                 CloudError::Internal(error.to_string())
             }
+            DaemonError::TooLarge(message) => CloudError::TooLarge(message),
             _ => CloudError::BadRequest(error.to_string()),
         }
     }
@@ -101,6 +125,7 @@ pub type CloudResult<T> = Result<T, CloudError>;
 /// One Cloud request, parsed as far as every endpoint needs.
 pub struct CloudRequest {
     pub method: Method,
+    pub headers: hyper::HeaderMap,
     /// The path's segments after the API's root (`/api/` for Dash).
     pub segments: Vec<String>,
     pub params: Params,
@@ -221,6 +246,7 @@ async fn answer_checked(
         .collect();
     let request = CloudRequest {
         method: parts.method.clone(),
+        headers: parts.headers.clone(),
         segments,
         params,
         body,
@@ -239,9 +265,10 @@ async fn answer_checked(
     .map_err(|error| CloudError::Internal(error.to_string()))?
 }
 
-fn storage(daemon: &Daemon, request: CloudRequest) -> CloudResult<HttpResponse> {
+fn storage(daemon: &Arc<Daemon>, request: CloudRequest) -> CloudResult<HttpResponse> {
     match request.segments.first().map(String::as_str) {
         Some("ids" | "jobq" | "jobs" | "spiders") => jobs::answer(daemon, request),
+        Some(root) if data::ROOTS.contains(&root) => data::answer(daemon, request),
         _ => project::answer(daemon, request),
     }
 }
@@ -397,6 +424,7 @@ fn storage_error(error: &CloudError) -> HttpResponse {
         CloudError::Unauthorized => StatusCode::UNAUTHORIZED,
         CloudError::NotFound(_) => StatusCode::NOT_FOUND,
         CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        CloudError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
     };
     let message = serde_json::json!({ "message": error.to_string() });
     let mut response = Response::builder()

@@ -1,0 +1,434 @@
+//! Job data: `items|logs|requests|samples/P/S/J` — GET streams the records
+//! in the format asked for (`count`, `start`, `startafter`, `index`*,
+//! `meta`*, `nodata`, `filter`*), POST appends JSON lines (gzip bodies
+//! too, `?start=N` making a retried batch harmless); `…/J/N` is one
+//! record, `…/J/stats` the stream's summary; `items/P/S` and `items/P`
+//! read across a spider's or a project's jobs.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Response};
+use serde_json::{Value, json};
+
+use super::records::{Encoder, Format, FormatParams, with_meta};
+use super::{CloudError, CloudRequest, CloudResult, json_value, no_such_method, project, written};
+use crate::daemon::Daemon;
+use crate::filter::{self, Filter};
+use crate::http::{HttpResponse, body};
+use crate::store::{DataKind, Job, JobQuery, Project};
+
+/// Records read from the store at once.
+const PAGE_RECORDS: usize = 1000;
+
+/// The roots of job data paths.
+pub const ROOTS: [&str; 4] = ["items", "logs", "requests", "samples"];
+
+/// Whether `segments` (below the root) name job data rather than a
+/// Scrapyd file: `P`, `P/S`, `P/S/J`, `P/S/J/N` or `P/S/J/stats`, numbers
+/// all, and no trailing slash (Scrapyd's folder listings have one).
+pub fn is_data_path(path: &str) -> bool {
+    if path.ends_with('/') {
+        return false;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').skip(1).collect();
+    let number = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match segments.len() {
+        1..=3 => segments.iter().all(|segment| number(segment)),
+        4 => {
+            segments[..3].iter().all(|segment| number(segment))
+                && (number(segments[3]) || segments[3] == "stats")
+        }
+        _ => false,
+    }
+}
+
+pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<HttpResponse> {
+    let kind = DataKind::parse(request.segment(0)?).ok_or_else(no_such_method)?;
+    let project = project(daemon, request.segment(1)?)?;
+    let numbers: Vec<Option<i64>> = request.segments[2..]
+        .iter()
+        .map(|s| s.parse().ok())
+        .collect();
+    let method = request.method.clone();
+    match (
+        method,
+        numbers.as_slice(),
+        request.segments.get(4).map(String::as_str),
+    ) {
+        (Method::GET, [], _) => {
+            stream(daemon, &mut request, kind, jobs_of(daemon, &project, None)?)
+        }
+        (Method::GET, [Some(spider)], _) => {
+            let jobs = jobs_of(daemon, &project, Some(*spider))?;
+            stream(daemon, &mut request, kind, jobs)
+        }
+        (method, [Some(spider), Some(counter), rest @ ..], last) => {
+            let job = daemon.cloud_job(&project, *spider, *counter)?;
+            match (method, rest, last) {
+                (Method::GET, [], _) => stream(daemon, &mut request, kind, vec![job]),
+                (Method::POST, [], _) => add(daemon, &mut request, kind, &job),
+                (Method::GET, [_], Some("stats")) => stats(daemon, kind, &job),
+                (Method::GET, [Some(index)], _) => one(daemon, &mut request, kind, &job, *index),
+                _ => Err(no_such_method()),
+            }
+        }
+        _ => Err(no_such_method()),
+    }
+}
+
+/// The jobs of a project or spider whose data a cross-job read covers,
+/// oldest first.
+fn jobs_of(daemon: &Daemon, project: &Project, spider: Option<i64>) -> CloudResult<Vec<Job>> {
+    let query = JobQuery {
+        project_id: project.id,
+        spider_id: spider,
+        ..JobQuery::default()
+    };
+    let mut jobs = daemon.query_jobs(&query, 0, usize::MAX >> 1)?;
+    jobs.reverse();
+    Ok(jobs)
+}
+
+/// The format parameters, taken before the others.
+fn format_params(request: &mut CloudRequest) -> CloudResult<FormatParams> {
+    Ok(FormatParams {
+        format: request.optional("format")?,
+        fields: request.optional("fields")?,
+        include_headers: request.optional("include_headers")?,
+        sep: request.optional("sep")?,
+        quote: request.optional("quote")?,
+        escape: request.optional("escape")?,
+        lineend: request.optional("lineend")?,
+    })
+}
+
+/// A position `P/S/J/N` (or a bare index `N`) in a stream.
+fn position(text: &str) -> CloudResult<(Option<(i64, i64)>, u64)> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let bad = || CloudError::BadRequest(format!("bad position {text}"));
+    match parts.as_slice() {
+        [index] => Ok((None, index.parse().map_err(|_| bad())?)),
+        [_, spider, counter, index] => Ok((
+            Some((
+                spider.parse().map_err(|_| bad())?,
+                counter.parse().map_err(|_| bad())?,
+            )),
+            index.parse().map_err(|_| bad())?,
+        )),
+        _ => Err(bad()),
+    }
+}
+
+/// Where a streamed read stands, between pages.
+struct Reading {
+    kind: DataKind,
+    jobs: Vec<(i64, String)>,
+    job: usize,
+    next: u64,
+    /// Records still to give (`count`).
+    left: Option<u64>,
+    /// Only these indices (`index`*), in the order asked.
+    indices: Option<Vec<u64>>,
+    filters: Vec<Filter>,
+    with_key: bool,
+    with_ts: bool,
+    nodata: bool,
+    encoder: Encoder,
+    gzip: Option<GzEncoder<Vec<u8>>>,
+    started: bool,
+}
+
+fn stream(
+    daemon: &Arc<Daemon>,
+    request: &mut CloudRequest,
+    kind: DataKind,
+    jobs: Vec<Job>,
+) -> CloudResult<HttpResponse> {
+    let params = format_params(request)?;
+    let format = Format::of_request(&request.headers, &params)?;
+    let count = request.number("count")?.map(|count| count.max(0) as u64);
+    let start = request
+        .optional("start")?
+        .map(|text| position(&text))
+        .transpose()?;
+    let start_after = request
+        .optional("startafter")?
+        .map(|text| position(&text))
+        .transpose()?;
+    let indices: Vec<u64> = request
+        .all("index")?
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|_| CloudError::BadRequest(format!("bad index {text}")))
+        })
+        .collect::<CloudResult<_>>()?;
+    let meta = request.all("meta")?;
+    let nodata = request
+        .optional("nodata")?
+        .is_some_and(|value| matches!(value.as_str(), "1" | "true" | "True"));
+    let filters = filter::parse_all(&request.all("filter")?)?;
+    let saveas = request.optional("saveas")?;
+    // Where to begin: the job and index of `start` (or just after
+    // `startafter`).
+    let (mut first_job, mut first_index) = (0, 0);
+    let begin = start.or(start_after.map(|(job, index)| (job, index + 1)));
+    if let Some((at_job, index)) = begin {
+        if let Some((spider, counter)) = at_job {
+            first_job = jobs
+                .iter()
+                .position(|job| job.spider_id == spider && job.counter == counter)
+                .unwrap_or(jobs.len());
+        }
+        first_index = index;
+    }
+    let gzip = request
+        .headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| {
+            value
+                .split(',')
+                .any(|item| item.split(';').next().unwrap_or("").trim() == "gzip")
+        });
+    let content_type = format.content_type();
+    let reading = Reading {
+        kind,
+        jobs: jobs.iter().map(|job| (job.seq, job.key())).collect(),
+        job: first_job,
+        next: first_index,
+        left: count,
+        indices: (!indices.is_empty()).then_some(indices),
+        filters,
+        with_key: meta.iter().any(|name| name == "_key"),
+        with_ts: meta.iter().any(|name| name == "_ts"),
+        nodata,
+        encoder: Encoder::new(format),
+        gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
+        started: false,
+    };
+    let body = body::paged_bytes(Arc::clone(daemon), reading, write_page);
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .unwrap_or_default();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(name) = saveas
+        && let Ok(value) = HeaderValue::from_str(&format!("Attachment; filename={name}"))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// Writes about a page of records; answers whether more follow.
+fn write_page(daemon: &Daemon, reading: &mut Reading, out: &mut Vec<u8>) -> Result<bool, String> {
+    let mut plain = Vec::with_capacity(body::PAGE_BYTES);
+    if !reading.started {
+        reading.started = true;
+        reading.encoder.head(&mut plain);
+    }
+    let mut more = true;
+    while plain.len() < body::PAGE_BYTES {
+        if reading.left == Some(0) || reading.job >= reading.jobs.len() {
+            more = false;
+            break;
+        }
+        let (seq, key) = reading.jobs[reading.job].clone();
+        if let Some(indices) = &mut reading.indices {
+            // Only the indices asked for, of the one job.
+            let Some(index) = (!indices.is_empty()).then(|| indices.remove(0)) else {
+                more = false;
+                break;
+            };
+            give(daemon, reading, seq, &key, index, 1, &mut plain)?;
+            continue;
+        }
+        let (given, exhausted) = give(
+            daemon,
+            reading,
+            seq,
+            &key,
+            reading.next,
+            PAGE_RECORDS,
+            &mut plain,
+        )?;
+        reading.next += given;
+        if exhausted {
+            reading.job += 1;
+            reading.next = 0;
+        }
+    }
+    if !more {
+        reading.encoder.tail(&mut plain);
+    }
+    match &mut reading.gzip {
+        None => *out = plain,
+        Some(encoder) => {
+            encoder.write_all(&plain).map_err(|e| e.to_string())?;
+            if more {
+                encoder.flush().map_err(|e| e.to_string())?;
+                *out = std::mem::take(encoder.get_mut());
+            } else {
+                let finished =
+                    std::mem::replace(encoder, GzEncoder::new(Vec::new(), Compression::fast()));
+                *out = finished.finish().map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(more)
+}
+
+/// Reads up to `max` records of one job from `from` into the page:
+/// answers how many were read and whether the job has no more.
+fn give(
+    daemon: &Daemon,
+    reading: &mut Reading,
+    seq: i64,
+    key: &str,
+    from: u64,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(u64, bool), String> {
+    let mut read = 0;
+    let mut failure = None;
+    let kind = reading.kind;
+    let more = daemon
+        .read_records(seq, kind, from, max, &mut |record| {
+            read += 1;
+            if reading.left == Some(0) {
+                return false;
+            }
+            let value: Value = match serde_json::from_str(record.json) {
+                Ok(value) => value,
+                Err(error) => {
+                    failure = Some(error.to_string());
+                    return false;
+                }
+            };
+            if !reading.filters.is_empty()
+                && !value
+                    .as_object()
+                    .is_some_and(|fields| filter::all_match(&reading.filters, fields))
+            {
+                return true;
+            }
+            let record_key = reading.with_key.then(|| format!("{key}/{}", record.index));
+            let ts = reading.with_ts.then_some(record.ts);
+            let value = with_meta(value, record_key, ts, reading.nodata);
+            reading.encoder.record(&value, out);
+            if let Some(left) = &mut reading.left {
+                *left -= 1;
+            }
+            true
+        })
+        .map_err(|error| error.to_string())?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    Ok((read, !more || reading.indices.is_some()))
+}
+
+/// `POST …/P/S/J[?start=N]`: JSON lines, maybe gzip-encoded.
+fn add(
+    daemon: &Daemon,
+    request: &mut CloudRequest,
+    kind: DataKind,
+    job: &Job,
+) -> CloudResult<HttpResponse> {
+    let start = request.number("start")?.map(|start| start.max(0) as u64);
+    let gzipped = request
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("gzip"));
+    if gzipped {
+        let mut text = Vec::new();
+        let limit = daemon.config.max_request_body_size as u64 * 8;
+        flate2::read::GzDecoder::new(&request.body[..])
+            .take(limit + 1)
+            .read_to_end(&mut text)
+            .map_err(|error| CloudError::BadRequest(format!("bad gzip body: {error}")))?;
+        if text.len() as u64 > limit {
+            return Err(CloudError::TooLarge(
+                "the body inflates past the limit".into(),
+            ));
+        }
+        request.body = text.into();
+    }
+    let records = request.json_lines()?;
+    daemon.add_records(job, kind, start, records)?;
+    Ok(written())
+}
+
+/// `GET …/J/stats`.
+fn stats(daemon: &Daemon, kind: DataKind, job: &Job) -> CloudResult<HttpResponse> {
+    let stats = daemon.record_stats(job, kind)?;
+    Ok(json_value(&json!({
+        "counts": stats.counts,
+        "totals": {"input_values": stats.input_values, "input_bytes": stats.input_bytes},
+    })))
+}
+
+/// `GET …/J/N`: the record at index N.
+fn one(
+    daemon: &Arc<Daemon>,
+    request: &mut CloudRequest,
+    kind: DataKind,
+    job: &Job,
+    index: i64,
+) -> CloudResult<HttpResponse> {
+    let mut found = None;
+    daemon.read_records(job.seq, kind, index.max(0) as u64, 1, &mut |record| {
+        if record.index == index as u64 {
+            found = serde_json::from_str::<Value>(record.json).ok();
+        }
+        false
+    })?;
+    let Some(record) = found else {
+        return Err(CloudError::NotFound(format!(
+            "no record {}/{index}",
+            job.key()
+        )));
+    };
+    let params = format_params(request)?;
+    let mut encoder = Encoder::new(Format::of_request(&request.headers, &params)?);
+    let content_type = encoder.format().content_type();
+    let mut out = Vec::new();
+    encoder.head(&mut out);
+    encoder.record(&record, &mut out);
+    encoder.tail(&mut out);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body::full(out))
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_data_paths_are_told_from_scrapyd_files() {
+        assert!(is_data_path("/items/2222222/1/3"));
+        assert!(is_data_path("/items/7"));
+        assert!(is_data_path("/logs/7/1"));
+        assert!(is_data_path("/logs/7/1/3/12"));
+        assert!(is_data_path("/items/7/1/3/stats"));
+        assert!(!is_data_path("/logs/7/"));
+        assert!(!is_data_path("/logs/myproject"));
+        assert!(!is_data_path("/logs/7/myspider/abc.log"));
+        assert!(!is_data_path("/items/p/s/j.jl"));
+    }
+}

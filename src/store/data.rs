@@ -1,0 +1,432 @@
+//! Job data: the items, log records, requests and stats samples every job
+//! produced, in order, each once. A database of its own with a writer of
+//! its own, so a crawl streaming items never delays a schedule's commit.
+//!
+//! Records are kept as JSON text with their index in the job's stream and
+//! the time their batch was stored; per job and kind, a running summary
+//! (how many records, their bytes, how many have each field) answers
+//! `…/stats` without reading the records. Capture offsets (how far a
+//! crawl's files or stream were read) are committed with the records read
+//! from them, so a restart neither loses nor repeats one.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+
+use super::{StoreError, StoreResult, migrate, open_connection, writer};
+
+/// The four streams of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    Items,
+    Logs,
+    Requests,
+    Samples,
+}
+
+impl DataKind {
+    pub fn parse(name: &str) -> Option<DataKind> {
+        match name {
+            "items" => Some(DataKind::Items),
+            "logs" => Some(DataKind::Logs),
+            "requests" => Some(DataKind::Requests),
+            "samples" => Some(DataKind::Samples),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Items => "items",
+            DataKind::Logs => "logs",
+            DataKind::Requests => "requests",
+            DataKind::Samples => "samples",
+        }
+    }
+
+    fn code(self) -> i64 {
+        match self {
+            DataKind::Items => 0,
+            DataKind::Logs => 1,
+            DataKind::Requests => 2,
+            DataKind::Samples => 3,
+        }
+    }
+}
+
+/// One record to store, with the bytes it counts for in its stats.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub data: Value,
+    pub size: u64,
+}
+
+/// A stored record as read back: its index, batch time and JSON text.
+#[derive(Debug)]
+pub struct RecordView<'a> {
+    pub index: u64,
+    pub ts: i64,
+    pub json: &'a str,
+}
+
+/// What `…/stats` answers for one job and kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataStats {
+    /// How many records have each field (logs: each level).
+    pub counts: Map<String, Value>,
+    pub input_values: u64,
+    pub input_bytes: u64,
+}
+
+/// Why records could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// `?start=N` leaves a hole: records before N were never stored.
+    #[error("start {start} is past the {count} records stored")]
+    Gap { start: u64, count: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE records (
+    job   INTEGER NOT NULL,     -- the job's seq in the job store
+    kind  INTEGER NOT NULL,     -- 0 items, 1 logs, 2 requests, 3 samples
+    n     INTEGER NOT NULL,     -- index in the job's stream of that kind
+    ts    INTEGER NOT NULL,     -- when its batch was stored, in ms
+    data  TEXT NOT NULL,        -- the record, JSON
+    PRIMARY KEY (job, kind, n)
+) WITHOUT ROWID;
+CREATE TABLE record_stats (
+    job          INTEGER NOT NULL,
+    kind         INTEGER NOT NULL,
+    counts       TEXT NOT NULL,  -- JSON object: field (logs: level) -> records
+    input_values INTEGER NOT NULL,
+    input_bytes  INTEGER NOT NULL,
+    PRIMARY KEY (job, kind)
+) WITHOUT ROWID;
+-- How far a crawl's output was read into the records above.
+CREATE TABLE capture_offsets (
+    job    INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (job, source)
+) WITHOUT ROWID;
+"#];
+
+/// The job data database.
+pub struct DataStore {
+    reader: Mutex<Connection>,
+    writer: writer::Writer,
+    /// The last batch time handed out: every batch of a job gets its own.
+    last_ts: Mutex<i64>,
+}
+
+impl DataStore {
+    /// Opens (creating if needed) the job data database at `path`.
+    pub fn open(path: &Path) -> StoreResult<DataStore> {
+        let mut write_connection = open_connection(path)?;
+        migrate(&mut write_connection, MIGRATIONS)?;
+        let reader = open_connection(path)?;
+        let writer = writer::Writer::start(write_connection, writer::Generation::default())
+            .map_err(|source| StoreError::Folder {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(DataStore {
+            reader: Mutex::new(reader),
+            writer,
+            last_ts: Mutex::new(0),
+        })
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A batch time in ms, later than every one handed out before.
+    fn batch_ts(&self, now_ms: i64) -> i64 {
+        let mut last = self.last_ts.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now_ms.max(*last + 1);
+        *last
+    }
+
+    /// Appends records to a job's stream, with the capture offset they
+    /// were read up to, in one commit. With `start` (a client's batch
+    /// retried), records below the count already stored are skipped.
+    /// Answers the count after.
+    pub fn append(
+        &self,
+        job: i64,
+        kind: DataKind,
+        start: Option<u64>,
+        records: Vec<NewRecord>,
+        offset: Option<(String, u64)>,
+        now_ms: i64,
+    ) -> Result<u64, AppendError> {
+        let ts = self.batch_ts(now_ms);
+        self.writer.write(move |connection| {
+            let mut stats = stats_in(connection, job, kind)?;
+            let count = stats.input_values;
+            let skip = match start {
+                Some(start) if start > count => {
+                    return Ok(Err(AppendError::Gap { start, count }));
+                }
+                Some(start) => (count - start) as usize,
+                None => 0,
+            };
+            let mut insert = connection.prepare_cached(
+                "INSERT INTO records (job, kind, n, ts, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for record in records.into_iter().skip(skip) {
+                insert.execute(params![
+                    job,
+                    kind.code(),
+                    stats.input_values as i64,
+                    ts,
+                    record.data.to_string()
+                ])?;
+                count_fields(&mut stats, kind, &record.data);
+                stats.input_values += 1;
+                stats.input_bytes += record.size;
+            }
+            connection
+                .prepare_cached(
+                    "INSERT INTO record_stats (job, kind, counts, input_values, input_bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (job, kind) DO UPDATE SET counts = excluded.counts,
+                         input_values = excluded.input_values, input_bytes = excluded.input_bytes",
+                )?
+                .execute(params![
+                    job,
+                    kind.code(),
+                    Value::Object(stats.counts.clone()).to_string(),
+                    stats.input_values as i64,
+                    stats.input_bytes as i64
+                ])?;
+            if let Some((source, offset)) = &offset {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO capture_offsets (job, source, offset) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (job, source) DO UPDATE SET offset = excluded.offset",
+                    )?
+                    .execute(params![job, source, *offset as i64])?;
+            }
+            Ok(Ok(stats.input_values))
+        })?
+    }
+
+    /// A job's stats for one kind (all zero when it has no records).
+    pub fn stats(&self, job: i64, kind: DataKind) -> StoreResult<DataStats> {
+        stats_in(&self.read(), job, kind)
+    }
+
+    /// Gives `visit` up to `max` records of a job from index `from`, in
+    /// order; answers whether records may follow.
+    pub fn read_records(
+        &self,
+        job: i64,
+        kind: DataKind,
+        from: u64,
+        max: usize,
+        visit: &mut dyn FnMut(RecordView) -> bool,
+    ) -> StoreResult<bool> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT n, ts, data FROM records WHERE job = ?1 AND kind = ?2 AND n >= ?3
+             ORDER BY n LIMIT ?4",
+        )?;
+        let mut rows = statement.query(params![job, kind.code(), from as i64, max as i64])?;
+        let mut seen = 0;
+        while let Some(row) = rows.next()? {
+            seen += 1;
+            let view = RecordView {
+                index: row.get::<_, i64>(0)? as u64,
+                ts: row.get(1)?,
+                json: row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
+            };
+            if !visit(view) {
+                return Ok(false);
+            }
+        }
+        Ok(seen == max)
+    }
+
+    /// Where capture of `source` stopped for a job (0 if it never began).
+    pub fn capture_offset(&self, job: i64, source: &str) -> StoreResult<u64> {
+        let offset: Option<i64> = self
+            .read()
+            .prepare_cached("SELECT offset FROM capture_offsets WHERE job = ?1 AND source = ?2")?
+            .query_row(params![job, source], |row| row.get(0))
+            .optional()?;
+        Ok(offset.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Deletes every record of a job, and its stats and offsets.
+    pub fn delete_job(&self, job: i64) -> StoreResult<()> {
+        self.writer.write(move |connection| {
+            for table in ["records", "record_stats", "capture_offsets"] {
+                connection.execute(&format!("DELETE FROM {table} WHERE job = ?1"), [job])?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn stats_in(connection: &Connection, job: i64, kind: DataKind) -> StoreResult<DataStats> {
+    let row: Option<(String, i64, i64)> = connection
+        .prepare_cached(
+            "SELECT counts, input_values, input_bytes FROM record_stats WHERE job = ?1 AND kind = ?2",
+        )?
+        .query_row(params![job, kind.code()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    Ok(match row {
+        None => DataStats::default(),
+        Some((counts, values, bytes)) => DataStats {
+            counts: match serde_json::from_str(&counts)? {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            input_values: values.max(0) as u64,
+            input_bytes: bytes.max(0) as u64,
+        },
+    })
+}
+
+/// Counts a record's fields into `stats` (a log record counts its level).
+fn count_fields(stats: &mut DataStats, kind: DataKind, record: &Value) {
+    let mut bump = |name: String| {
+        let entry = stats.counts.entry(name).or_insert(Value::from(0));
+        *entry = Value::from(entry.as_u64().unwrap_or(0) + 1);
+    };
+    match (kind, record) {
+        (DataKind::Logs, Value::Object(fields)) => {
+            if let Some(level) = fields.get("level") {
+                bump(match level {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        (_, Value::Object(fields)) => fields.keys().cloned().for_each(bump),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> (tempfile::TempDir, DataStore) {
+        let folder = tempfile::tempdir().unwrap();
+        let store = DataStore::open(&folder.path().join("data.sqlite")).unwrap();
+        (folder, store)
+    }
+
+    fn records(values: &[Value]) -> Vec<NewRecord> {
+        values
+            .iter()
+            .map(|data| NewRecord {
+                data: data.clone(),
+                size: 1,
+            })
+            .collect()
+    }
+
+    fn all(store: &DataStore, job: i64) -> Vec<(u64, String)> {
+        let mut found = Vec::new();
+        store
+            .read_records(job, DataKind::Items, 0, 100, &mut |view| {
+                found.push((view.index, view.json.to_string()));
+                true
+            })
+            .unwrap();
+        found
+    }
+
+    #[test]
+    fn retried_batches_are_stored_once_and_gaps_refused() {
+        let (_folder, store) = store();
+        let batch = records(&[json!({"a": 1}), json!({"a": 2})]);
+        assert_eq!(
+            store
+                .append(1, DataKind::Items, Some(0), batch.clone(), None, 5)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .append(1, DataKind::Items, Some(0), batch, None, 5)
+                .unwrap(),
+            2
+        );
+        let more = records(&[json!({"a": 2}), json!({"b": 3})]);
+        assert_eq!(
+            store
+                .append(1, DataKind::Items, Some(1), more, None, 5)
+                .unwrap(),
+            3
+        );
+        assert!(matches!(
+            store.append(1, DataKind::Items, Some(9), records(&[json!({})]), None, 5),
+            Err(AppendError::Gap { start: 9, count: 3 })
+        ));
+        let found = all(&store, 1);
+        assert_eq!(found.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(found[2].1, r#"{"b":3}"#);
+        let stats = store.stats(1, DataKind::Items).unwrap();
+        assert_eq!(stats.input_values, 3);
+        assert_eq!(
+            stats.counts,
+            json!({"a": 2, "b": 1}).as_object().cloned().unwrap()
+        );
+        store.delete_job(1).unwrap();
+        assert!(all(&store, 1).is_empty());
+    }
+
+    #[test]
+    fn batches_get_distinct_times_and_offsets_commit_with_records() {
+        let (_folder, store) = store();
+        let offset = Some(("log".to_string(), 120));
+        store
+            .append(
+                2,
+                DataKind::Logs,
+                None,
+                records(&[json!({"level": 20})]),
+                offset,
+                7,
+            )
+            .unwrap();
+        store
+            .append(
+                2,
+                DataKind::Logs,
+                None,
+                records(&[json!({"level": 40})]),
+                None,
+                7,
+            )
+            .unwrap();
+        let mut times = Vec::new();
+        store
+            .read_records(2, DataKind::Logs, 0, 10, &mut |view| {
+                times.push(view.ts);
+                true
+            })
+            .unwrap();
+        assert_eq!(times, [7, 8]);
+        assert_eq!(store.capture_offset(2, "log").unwrap(), 120);
+        assert_eq!(store.capture_offset(2, "items").unwrap(), 0);
+        let stats = store.stats(2, DataKind::Logs).unwrap();
+        assert_eq!(
+            stats.counts,
+            json!({"20": 1, "40": 1}).as_object().cloned().unwrap()
+        );
+    }
+}
