@@ -367,7 +367,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn encode(format: Format, records: &[Value]) -> String {
+    fn encode_bytes(format: Format, records: &[Value]) -> Vec<u8> {
         let mut encoder = Encoder::new(format);
         let mut out = Vec::new();
         encoder.head(&mut out);
@@ -375,7 +375,11 @@ mod tests {
             encoder.record(record, &mut out);
         }
         encoder.tail(&mut out);
-        String::from_utf8(out).unwrap()
+        out
+    }
+
+    fn encode(format: Format, records: &[Value]) -> String {
+        String::from_utf8(encode_bytes(format, records)).unwrap()
     }
 
     fn csv(fields: &[&str], headers: bool) -> Format {
@@ -418,8 +422,8 @@ mod tests {
             encode(Format::Text, &[json!({"message": "hello"})]),
             "hello\n"
         );
-        let packed = encode(Format::Msgpack, &[json!({"a": 1})]);
-        assert_eq!(packed.as_bytes(), b"\x81\xa1a\x01");
+        let packed = encode_bytes(Format::Msgpack, &[json!({"a": 1})]);
+        assert_eq!(packed, b"\x81\xa1a\x01");
     }
 
     #[test]
