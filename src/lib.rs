@@ -18,6 +18,8 @@
 //!   exit (no polling), it launches the best pending job, follows it to its
 //!   end, cancels with signals, and adopts crawls that outlived a previous
 //!   daemon.
+//! - [`capture`]: follows what each crawl writes (its log and items
+//!   feed) into the job data store, from committed offsets.
 //! - [`runner`]: how a crawl or a spider listing is started: argv,
 //!   environment, working directory, output files.
 //! - [`cloud`]: the domain operations only the Scrapy Cloud API needs
@@ -31,7 +33,9 @@
 //! - [`config`]: `scrapyd.conf` files, environment overrides, typed options.
 //! - [`clock`]: timestamps and Scrapyd's local-time formats.
 //! - [`pyjson`]: JSON written byte for byte as Python's `json.dumps`.
+//! - [`pyliteral`]: Python literals (Scrapy's stats dump) read as JSON.
 
+pub mod capture;
 pub mod clock;
 pub mod cloud;
 pub mod config;
@@ -41,6 +45,7 @@ pub mod filter;
 pub mod http;
 pub mod names;
 pub mod pyjson;
+pub mod pyliteral;
 pub mod runner;
 pub mod store;
 pub mod supervisor;

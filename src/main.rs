@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing::{error, info, warn};
 
+use scrapyd_rs::capture::Capture;
 use scrapyd_rs::config::Config;
 use scrapyd_rs::daemon::Daemon;
 use scrapyd_rs::http::{self, Listener};
@@ -78,7 +79,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let store = Arc::new(Store::open(&config.database_path()).map_err(|e| e.to_string())?);
     store.serve_botgroups(&config.bot_groups);
     let data = Arc::new(DataStore::open(&config.data_database_path()).map_err(|e| e.to_string())?);
-    let supervisor = Supervisor::new(Arc::clone(&config), Arc::clone(&store));
+    let capture = Capture::new(Arc::clone(&config), Arc::clone(&store), Arc::clone(&data));
+    let supervisor = Supervisor::new(Arc::clone(&config), Arc::clone(&store), capture);
     let daemon = Arc::new(Daemon::new(
         Arc::clone(&config),
         store,

@@ -33,6 +33,7 @@ use nix::unistd::Pid;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::capture::Capture;
 use crate::clock;
 use crate::config::{Config, CrawlsOnShutdown};
 use crate::runner;
@@ -131,6 +132,8 @@ enum Pass {
 pub struct Supervisor {
     config: Arc<Config>,
     store: Arc<Store>,
+    /// Follows each crawl's output into the job data store.
+    capture: Arc<Capture>,
     wake: Notify,
     /// Crawls by job `seq`. Held while a job is claimed and started, so a
     /// cancel never sees a claimed job without its process.
@@ -145,10 +148,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Arc<Supervisor> {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, capture: Arc<Capture>) -> Arc<Supervisor> {
         Arc::new(Supervisor {
             config,
             store,
+            capture,
             wake: Notify::new(),
             crawls: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(Vec::new()),
@@ -417,6 +421,7 @@ impl Supervisor {
                 stopped_at_shutdown: false,
             },
         );
+        self.capture.begin(job);
         let supervisor = Arc::clone(self);
         let (seq, log_file) = (job.seq, launch.log_file);
         tokio::spawn(async move { supervisor.follow_child(child, seq, log_file).await });
@@ -457,6 +462,8 @@ impl Supervisor {
                 timer.abort();
             }
         }
+        // What the crawl wrote last is in the store before its end is.
+        self.capture.finish(seq).await;
         let mut retry = Backoff::new(RETRY_FIRST, RETRY_LONGEST);
         loop {
             let supervisor = Arc::clone(&self);
@@ -646,16 +653,16 @@ impl Supervisor {
                     stopped_at_shutdown: false,
                 },
             );
+            // Capture goes on from where it stopped.
+            self.capture.begin(&job);
             if !alive {
                 info!(job = %job.job_id, "crawl ended while the daemon was down");
-                if !self.crawl_ended(job.seq, Ending::GoneBeforeStart, log_file.as_deref()) {
-                    let supervisor = Arc::clone(self);
-                    tokio::spawn(supervisor.record_crawl_end(
-                        job.seq,
-                        Ending::GoneBeforeStart,
-                        log_file,
-                    ));
-                }
+                let supervisor = Arc::clone(self);
+                tokio::spawn(supervisor.record_crawl_end(
+                    job.seq,
+                    Ending::GoneBeforeStart,
+                    log_file,
+                ));
                 continue;
             }
             info!(job = %job.job_id, pid, "adopting running crawl");

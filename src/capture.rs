@@ -1,0 +1,488 @@
+//! Capture: what a crawl writes, followed into the job data store as it
+//! comes, whichever API scheduled it. With the `scrapy` runner a crawl
+//! writes Scrapyd's files, its log (Scrapy's format) and its items feed
+//! (JSON lines); they are followed like `tail -f`, complete lines only,
+//! from offsets committed with the records read, so a restart of the
+//! daemon neither loses nor repeats a record. Scrapy's closing stats dump
+//! becomes the job's `scrapystats`.
+//!
+//! What cannot be kept is said in the job's own log: a line of the feed
+//! that is not JSON, a record over the size limit, a last line cut short
+//! by a crawl that died.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::cloud::{MAX_RECORD_BYTES, millis, record_size};
+use crate::config::Config;
+use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, Store};
+use crate::{clock, pyliteral, runner};
+
+/// How often a running crawl's files are looked at.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The most bytes read from one file at a time.
+const READ_CHUNK: usize = 4 * 1024 * 1024;
+
+/// A followed crawl: tells its follower the crawl has ended, and hears
+/// when everything is read.
+type Following = (watch::Sender<bool>, watch::Receiver<bool>);
+
+/// Follows running crawls.
+pub struct Capture {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    data: Arc<DataStore>,
+    /// Per followed job.
+    following: Mutex<HashMap<i64, Following>>,
+}
+
+/// A file of a crawl and what its lines become.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    Log,
+    Items,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Log => "log",
+            Source::Items => "items",
+        }
+    }
+}
+
+impl Capture {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, data: Arc<DataStore>) -> Arc<Capture> {
+        Arc::new(Capture {
+            config,
+            store,
+            data,
+            following: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn following(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Following>> {
+        self.following.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts following a crawl's files (just launched, or adopted).
+    pub fn begin(self: &Arc<Self>, job: &Job) {
+        let (ended_tx, ended_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        self.following().insert(job.seq, (ended_tx, done_rx));
+        let capture = Arc::clone(self);
+        let job = job.clone();
+        tokio::spawn(async move {
+            capture.follow(job, ended_rx).await;
+            let _ = done_tx.send(true);
+        });
+    }
+
+    /// The crawl has ended: reads what is left of its files and waits for
+    /// that, so its data is complete when its end is recorded.
+    pub async fn finish(&self, seq: i64) {
+        let Some((ended, mut done)) = self.following().remove(&seq) else {
+            return;
+        };
+        let _ = ended.send(true);
+        let _ = done.wait_for(|done| *done).await;
+    }
+
+    async fn follow(self: Arc<Self>, job: Job, mut ended: watch::Receiver<bool>) {
+        let mut pending_log = PendingLog::default();
+        loop {
+            let last = *ended.borrow();
+            let capture = Arc::clone(&self);
+            let (task_job, mut task_log) = (job.clone(), std::mem::take(&mut pending_log));
+            let polled = tokio::task::spawn_blocking(move || {
+                capture.poll(&task_job, &mut task_log, last);
+                task_log
+            })
+            .await;
+            match polled {
+                Ok(log) => pending_log = log,
+                Err(error) => warn!(%error, seq = job.seq, "capture failed"),
+            }
+            if last {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = ended.changed() => {}
+            }
+        }
+    }
+
+    /// Reads what is new in each file of a crawl; at the end (`last`), to
+    /// the end of each file.
+    fn poll(&self, job: &Job, pending_log: &mut PendingLog, last: bool) {
+        let log = self
+            .config
+            .logs_dir
+            .as_deref()
+            .map(|dir| runner::job_file(dir, job, "log"));
+        if let Some(path) = log
+            && let Err(error) = self.read_source(job, Source::Log, &path, pending_log, last)
+        {
+            warn!(%error, seq = job.seq, "cannot capture the crawl's log");
+        }
+        if let Some(path) = self
+            .config
+            .local_items_dir()
+            .map(|dir| runner::job_file(dir, job, "jl"))
+        {
+            let mut unused = PendingLog::default();
+            if let Err(error) = self.read_source(job, Source::Items, &path, &mut unused, last) {
+                warn!(%error, seq = job.seq, "cannot capture the crawl's items");
+            }
+        }
+    }
+
+    /// Reads one file from its committed offset, chunk by chunk, and
+    /// stores what its complete lines make with the new offset.
+    fn read_source(
+        &self,
+        job: &Job,
+        source: Source,
+        path: &PathBuf,
+        pending_log: &mut PendingLog,
+        last: bool,
+    ) -> Result<(), String> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(_) => return Ok(()),
+        };
+        loop {
+            let offset = self
+                .data
+                .capture_offset(job.seq, source.name())
+                .map_err(|e| e.to_string())?;
+            let length = file.metadata().map_err(|e| e.to_string())?.len();
+            if offset >= length {
+                return Ok(());
+            }
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = Vec::with_capacity(READ_CHUNK.min((length - offset) as usize));
+            (&mut file)
+                .take(READ_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .map_err(|e| e.to_string())?;
+            let at_end = offset + chunk.len() as u64 >= length;
+            let mut complete = chunk
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |end| end + 1);
+            // A crawl that died mid-line: its log's last words still count.
+            if source == Source::Log && last && at_end {
+                complete = chunk.len();
+            }
+            let (records, problems, consumed) = match source {
+                Source::Items => items_from(
+                    &chunk[..complete],
+                    last && at_end && complete < chunk.len(),
+                    chunk.len() - complete,
+                ),
+                Source::Log => {
+                    let consumed =
+                        logs_from(&chunk[..complete], offset, pending_log, last && at_end);
+                    (pending_log.take_ready(), Vec::new(), consumed)
+                }
+            };
+            let mut consumed = consumed;
+            let mut records = records;
+            // A line (or a log record) longer than a chunk would never be
+            // complete: the line is skipped, the record closed where it is.
+            if complete == 0 && chunk.len() >= READ_CHUNK {
+                consumed = chunk.len() as u64;
+                self.note(
+                    job,
+                    &format!(
+                        "a line of the crawl's {} longer than {READ_CHUNK} bytes was skipped",
+                        source.name()
+                    ),
+                );
+            } else if source == Source::Log
+                && pending_log.committed_offset == offset
+                && chunk.len() >= READ_CHUNK
+            {
+                pending_log.close_open();
+                records.extend(pending_log.take_ready());
+                pending_log.committed_offset = offset + consumed;
+            }
+            let kind = match source {
+                Source::Items => DataKind::Items,
+                Source::Log => DataKind::Logs,
+            };
+            if source == Source::Log {
+                for record in &records {
+                    self.keep_stats(job, &record.data);
+                }
+            }
+            let new_offset = match source {
+                Source::Log => pending_log.committed_offset.max(offset),
+                Source::Items => offset + consumed,
+            };
+            self.data
+                .append(
+                    job.seq,
+                    kind,
+                    None,
+                    records,
+                    Some((source.name().to_string(), new_offset)),
+                    millis(clock::now()),
+                )
+                .map_err(|e| e.to_string())?;
+            for problem in problems {
+                self.note(job, &problem);
+            }
+            if new_offset == offset && !(last && at_end) {
+                return Ok(());
+            }
+            if at_end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Adds a line of the daemon's own to the job's log records.
+    fn note(&self, job: &Job, message: &str) {
+        let record = json!({"time": millis(clock::now()), "level": 30, "message": format!("[scrapyd-rs] {message}")});
+        let size = record_size(DataKind::Logs, &record);
+        if let Err(error) = self.data.append(
+            job.seq,
+            DataKind::Logs,
+            None,
+            vec![NewRecord { data: record, size }],
+            None,
+            millis(clock::now()),
+        ) {
+            warn!(%error, seq = job.seq, "cannot note a capture problem");
+        }
+    }
+
+    /// Scrapy's stats dump, seen in the log, becomes `scrapystats`.
+    fn keep_stats(&self, job: &Job, record: &Value) {
+        let Some(message) = record.get("message").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(dump) = message.strip_prefix("[scrapy.statscollectors] Dumping Scrapy stats:")
+        else {
+            return;
+        };
+        if let Some(stats @ Value::Object(_)) = pyliteral::parse(dump.trim()) {
+            let mut set = Map::new();
+            set.insert("scrapystats".into(), stats);
+            if let Err(error) = self.store.change_job_meta(
+                job.seq,
+                MetaChange {
+                    set,
+                    remove: Vec::new(),
+                },
+            ) {
+                warn!(%error, seq = job.seq, "cannot store the crawl's stats");
+            }
+        }
+    }
+}
+
+/// Items from complete feed lines: each a JSON value. Answers the records,
+/// the problems to note and the bytes consumed.
+fn items_from(
+    lines: &[u8],
+    cut_at_end: bool,
+    cut_length: usize,
+) -> (Vec<NewRecord>, Vec<String>, u64) {
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for line in lines.split(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text.len() > MAX_RECORD_BYTES {
+            problems.push(format!(
+                "an item of {} bytes is over the {MAX_RECORD_BYTES}-byte limit: not kept",
+                text.len()
+            ));
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(data) => {
+                let size = record_size(DataKind::Items, &data);
+                records.push(NewRecord { data, size });
+            }
+            Err(error) => problems.push(format!(
+                "a line of the items feed is not JSON ({error}): not kept"
+            )),
+        }
+    }
+    let mut consumed = lines.len() as u64;
+    if cut_at_end {
+        problems.push(format!(
+            "the items feed ends with a line cut short ({cut_length} bytes): not kept"
+        ));
+        consumed += cut_length as u64;
+    }
+    (records, problems, consumed)
+}
+
+/// Log records being assembled: a record is complete when the next one
+/// begins (or the crawl ended), since messages (tracebacks, the stats
+/// dump) run over several lines.
+#[derive(Debug, Default)]
+struct PendingLog {
+    /// The record still open, and where its first line begins in the file.
+    record: Option<(Map<String, Value>, u64)>,
+    ready: Vec<NewRecord>,
+    /// Where reading must resume for nothing to be lost: the start of the
+    /// open record, or the end of what was read.
+    committed_offset: u64,
+}
+
+impl PendingLog {
+    fn take_ready(&mut self) -> Vec<NewRecord> {
+        std::mem::take(&mut self.ready)
+    }
+
+    fn close_open(&mut self) {
+        if let Some((record, _)) = self.record.take() {
+            let data = Value::Object(record);
+            let size = record_size(DataKind::Logs, &data);
+            self.ready.push(NewRecord { data, size });
+        }
+    }
+}
+
+/// Turns complete log lines read from `offset` into records; the last one
+/// stays open unless `last`. Answers the bytes consumed.
+fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) -> u64 {
+    // Lines of an open record that was carried over were read again: the
+    // record is rebuilt from its first line.
+    if let Some((_, start)) = &pending.record
+        && *start >= offset
+    {
+        pending.record = None;
+    }
+    let mut at = offset;
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        match parse_log_header(text) {
+            Some((time, level, message)) => {
+                pending.close_open();
+                let mut record = Map::new();
+                record.insert("time".into(), Value::from(time));
+                record.insert("level".into(), Value::from(level));
+                record.insert("message".into(), Value::from(message));
+                pending.record = Some((record, at));
+            }
+            None => match &mut pending.record {
+                Some((record, _)) => {
+                    if let Some(Value::String(message)) = record.get_mut("message") {
+                        message.push('\n');
+                        message.push_str(text);
+                    }
+                }
+                None if !text.is_empty() => {
+                    // Output before Scrapy's logging began (a traceback).
+                    let mut record = Map::new();
+                    record.insert("time".into(), Value::from(millis(clock::now())));
+                    record.insert("level".into(), Value::from(20));
+                    record.insert("message".into(), Value::from(text));
+                    pending.record = Some((record, at));
+                }
+                None => {}
+            },
+        }
+        at += line.len() as u64;
+    }
+    if last {
+        pending.close_open();
+    }
+    pending.committed_offset = match &pending.record {
+        Some((_, start)) => *start,
+        None => at,
+    };
+    at - offset
+}
+
+/// `2026-01-02 03:04:05 [logger] LEVEL: message` (Scrapy's default log
+/// format): the time in ms, the level's number and `[logger] message`.
+fn parse_log_header(line: &str) -> Option<(i64, i64, String)> {
+    let stamp = line.get(..19)?;
+    let time = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok()?;
+    let rest = line.get(19..)?.strip_prefix(" [")?;
+    let (logger, rest) = rest.split_once("] ")?;
+    let (level_name, message) = rest
+        .split_once(": ")
+        .unwrap_or((rest.trim_end_matches(':'), ""));
+    let level = match level_name {
+        "DEBUG" => 10,
+        "INFO" => 20,
+        "WARNING" => 30,
+        "ERROR" => 40,
+        "CRITICAL" => 50,
+        _ => return None,
+    };
+    let local = time.and_local_timezone(chrono::Local).earliest()?;
+    Some((
+        local.timestamp_millis(),
+        level,
+        format!("[{logger}] {message}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_headers() {
+        let (_, level, message) =
+            parse_log_header("2026-01-02 03:04:05 [scrapy.core.engine] INFO: Spider opened")
+                .unwrap();
+        assert_eq!(
+            (level, message.as_str()),
+            (20, "[scrapy.core.engine] Spider opened")
+        );
+        assert!(parse_log_header("Traceback (most recent call last):").is_none());
+        assert!(parse_log_header("2026-01-02 03:04:05 [x] NOTICE: y").is_none());
+    }
+
+    #[test]
+    fn multi_line_records_close_when_the_next_begins() {
+        let text = "2026-01-02 03:04:05 [a] INFO: one\n2026-01-02 03:04:06 [b] ERROR: two\n  line two\n2026-01-02 03:04:07 [c] DEBUG: three\n";
+        let mut pending = PendingLog::default();
+        let consumed = logs_from(text.as_bytes(), 100, &mut pending, false);
+        assert_eq!(consumed, text.len() as u64);
+        let ready = pending.take_ready();
+        assert_eq!(ready.len(), 2);
+        assert_eq!(ready[1].data["message"], "[b] two\n  line two");
+        assert_eq!(ready[1].data["level"], 40);
+        // The open record's first line is where reading resumes.
+        let third = text.find("2026-01-02 03:04:07").unwrap() as u64;
+        assert_eq!(pending.committed_offset, 100 + third);
+        logs_from(b"", 100 + text.len() as u64, &mut pending, true);
+        assert_eq!(pending.take_ready()[0].data["message"], "[c] three");
+    }
+
+    #[test]
+    fn items_keep_what_is_json_and_say_what_is_not() {
+        let (records, problems, consumed) =
+            items_from(b"{\"a\": 1}\nnot json\n\n{\"b\": 2}\n", true, 5);
+        assert_eq!(records.len(), 2);
+        assert_eq!(problems.len(), 2);
+        assert_eq!(consumed, 28 + 5);
+    }
+}

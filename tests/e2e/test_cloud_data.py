@@ -1,0 +1,167 @@
+"""Job data through the Scrapy Cloud API: what real crawls produce, captured
+into the store and read back with the official client and plain HTTP in
+every format; written by clients; exactly once across a restart.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+import xml.etree.ElementTree as ElementTree
+
+import requests
+from conftest import SITE_TITLES, read_items, wait_for, wait_log_contains
+from test_cloud import KEY, PROJECT, cloud, scrapyd_jobs, state_of, wait_cloud_state  # noqa: F401
+
+
+def crawl_pages(cloud, site, **extra):
+    project = cloud.client.get_project(PROJECT)
+    job = project.jobs.run("pages", job_args={"base_url": site.url, **extra})
+    wait_cloud_state(job, "finished")
+    return job
+
+
+def get(cloud, path, **kwargs):
+    kwargs.setdefault("auth", (KEY, ""))
+    kwargs.setdefault("timeout", 30)
+    return requests.get(cloud.url + path, **kwargs)
+
+
+def test_a_crawls_items_and_log_through_the_client(cloud, site):
+    job = crawl_pages(cloud, site, tag="data")
+    items = list(job.items.iter())  # msgpack, the client's default
+    assert sorted(item["title"] for item in items) == sorted(SITE_TITLES)
+    assert all(item["tag"] == "data" for item in items)
+    # The same items as the Scrapyd feed file, in its order.
+    entry = next(v for v in scrapyd_jobs(cloud).values() if v[1]["spider"] == "pages")[1]
+    assert items == read_items(cloud.items_path(str(PROJECT), "pages", entry["id"]))
+    # JSON too, with keys.
+    keyed = list(job.items.iter(meta=["_key"]))
+    assert [item["_key"] for item in keyed] == [f"{job.key}/{n}" for n in range(len(items))]
+    assert job.items.get(2)["title"] == items[2]["title"]
+    # Logs with levels; the stats dump became scrapystats.
+    logs = list(job.logs.iter())
+    messages = [record["message"] for record in logs]
+    assert any(message.startswith("[scrapy.core.engine] Spider closed (finished)") for message in messages)
+    assert {record["level"] for record in logs} >= {20}
+    assert all(isinstance(record["time"], int) for record in logs)
+    stats = job.metadata.get("scrapystats")
+    assert stats["item_scraped_count"] == len(SITE_TITLES)
+    assert stats["finish_reason"] == "finished"
+    assert job.items.stats()["totals"]["input_values"] == len(SITE_TITLES)
+    # Only errors and above.
+    assert list(job.logs.iter(level="ERROR")) == []
+
+
+def test_every_format(cloud, site):
+    job = crawl_pages(cloud, site)
+    path = "/items/" + job.key
+    lines = get(cloud, path).text.splitlines()
+    assert len(lines) == len(SITE_TITLES) and all(json.loads(line)["title"] for line in lines)
+    as_json = get(cloud, path, params={"format": "json"}).json()
+    assert [item["title"] for item in as_json] == [json.loads(line)["title"] for line in lines]
+    answer = get(cloud, path, params={"format": "csv", "fields": "title,tag", "include_headers": "1"})
+    assert answer.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0] == ["title", "tag"] and len(rows) == len(SITE_TITLES) + 1
+    assert get(cloud, path, params={"format": "csv"}).status_code == 400  # fields are required
+    tree = ElementTree.fromstring(get(cloud, path, params={"format": "xml"}).content)
+    assert len(tree.findall("value")) == len(SITE_TITLES)
+    assert tree.find("value/struct/member/name") is not None
+    by_accept = get(cloud, path, headers={"Accept": "text/csv"}, params={"fields": "title"})
+    assert by_accept.text.splitlines()[0] in SITE_TITLES
+    texts = get(cloud, "/logs/" + job.key, params={"format": "text"}).text
+    assert "Spider closed (finished)" in texts
+    # gzip on request, and a file name to save as.
+    raw = get(cloud, path, headers={"Accept-Encoding": "gzip"}, stream=True,
+              params={"saveas": "pages.jl"})
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert raw.headers["Content-Disposition"] == "Attachment; filename=pages.jl"
+    assert gzip.decompress(raw.raw.read()).decode().splitlines() == lines
+    # Paging by key and count, filters, one record, stats.
+    page = get(cloud, path, params={"start": f"{job.key}/2", "count": 2, "meta": "_key"}).text.splitlines()
+    assert [json.loads(line)["_key"] for line in page] == [f"{job.key}/2", f"{job.key}/3"]
+    after = get(cloud, path, params={"startafter": f"{job.key}/4"}).text.splitlines()
+    assert len(after) == len(SITE_TITLES) - 5
+    title = json.loads(lines[0])["title"]
+    filtered = get(cloud, path, params={"filter": json.dumps(["title", "=", [title]])}).text.splitlines()
+    assert [json.loads(line)["title"] for line in filtered] == [title]
+    assert json.loads(get(cloud, path + "/1").text)["title"] == json.loads(lines[1])["title"]
+    assert get(cloud, path + "/99").status_code == 404
+    stats = get(cloud, path + "/stats").json()
+    assert stats["counts"]["title"] == len(SITE_TITLES)
+    # Across the spider's and the project's jobs.
+    spider_path = "/items/" + job.key.rsplit("/", 1)[0]
+    assert len(get(cloud, spider_path).text.splitlines()) == len(SITE_TITLES)
+
+
+def test_clients_write_job_data(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    job = project.jobs.run("pages", meta={"state": "running"})
+    for n in range(25):
+        job.items.write({"n": n})
+    job.logs.info("hello")
+    job.logs.error("boom")
+    job.requests.add(url="http://x/", status=200, method="GET", rs=10, duration=5, ts=1, parent=None, fp="f")
+    job.samples.write([1, 2, 3])
+    for stream in (job.items, job.logs, job.requests, job.samples):
+        stream.flush()
+    assert [item["n"] for item in job.items.iter()] == list(range(25))
+    assert [record["message"] for record in job.logs.iter(level="ERROR")] == ["boom"]
+    assert list(job.requests.iter())[0] == {"url": "http://x/", "status": 200, "method": "GET", "rs": 10,
+                                            "duration": 5, "time": 1, "fp": "f"}
+    assert list(job.samples.iter()) == [[1, 2, 3]]
+    # A retried batch is stored once.
+    body = "\n".join(json.dumps({"n": n}) for n in (23, 24, 25)) + "\n"
+    answer = requests.post(cloud.url + f"/items/{job.key}", params={"start": 23}, data=body,
+                           auth=(KEY, ""), timeout=10)
+    assert answer.status_code == 200
+    assert [item["n"] for item in job.items.iter()] == list(range(26))
+    # A record over 1 MiB is refused whole, nothing stored.
+    huge = json.dumps({"blob": "x" * (1024 * 1024 + 10)})
+    answer = requests.post(cloud.url + f"/items/{job.key}", params={"start": 26}, data=huge,
+                           auth=(KEY, ""), timeout=30)
+    assert answer.status_code == 413
+    assert len(list(job.items.iter())) == 26
+    # Deleting the job deletes its data.
+    requests.delete(cloud.url + f"/jobs/{job.key}", auth=(KEY, ""), timeout=10)
+    assert get(cloud, f"/items/{job.key}").status_code == 404
+
+
+def test_capture_resumes_after_a_restart_exactly_once(cloud, site):
+    project = cloud.client.get_project(PROJECT)
+    job = project.jobs.run("slow", job_args={"base_url": site.url})
+    wait_cloud_state(job, "running")
+    jobid = next(iter(scrapyd_jobs(cloud)))
+    wait_log_contains(cloud, str(PROJECT), "slow", jobid, "n=2")
+    cloud.kill9()
+    cloud.start()
+    wait_log_contains(cloud, str(PROJECT), "slow", jobid, "n=6")
+    # A line cut short in the items feed, then the crawl ends.
+    feed = cloud.items_path(str(PROJECT), "slow", jobid)
+    feed.parent.mkdir(parents=True, exist_ok=True)
+    with open(feed, "a") as out:
+        out.write('{"cut": ')
+    requests.post(cloud.url + "/api/jobs/stop.json", data={"project": PROJECT, "job": job.key},
+                  auth=(KEY, ""), timeout=10)
+    wait_cloud_state(job, "finished")
+    pages = [int(m.group(1)) for record in job.logs.iter()
+             for m in [re.search(r"slow page .*n=(\d+)", record["message"])] if m]
+    assert pages == list(range(pages[0], pages[0] + len(pages))), pages  # each once, in order
+    assert len(pages) >= 6
+    notes = [record["message"] for record in job.logs.iter() if "scrapyd-rs" in record["message"]]
+    assert any("cut short" in note for note in notes), notes
+
+
+def test_a_scrapyd_jobs_data_is_in_the_cloud_api_too(cloud, site):
+    jobid = cloud.schedule(str(PROJECT), "pages", base_url=site.url)
+    cloud.wait_finished(jobid)
+    project = cloud.client.get_project(PROJECT)
+    key = next(iter(project.jobs.iter(state="finished")))["key"]
+    items = list(project.jobs.get(key).items.iter())
+    assert len(items) == len(SITE_TITLES)
+    wait_for(lambda: project.jobs.get(key).metadata.get("scrapystats"), message="stats")
