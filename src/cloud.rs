@@ -387,6 +387,7 @@ impl Daemon {
             if to == JobState::Deleted {
                 self.store()
                     .move_job(job.seq, to, who, change, clock::now())?;
+                self.data().delete_job(job.seq)?;
             } else {
                 self.change_job_meta(job, change)?;
             }
@@ -395,8 +396,11 @@ impl Daemon {
         let previous = self
             .store()
             .move_job(job.seq, to, who, change, clock::now())?;
-        if to == JobState::Pending {
-            self.wake_launcher();
+        match to {
+            JobState::Pending => self.wake_launcher(),
+            // A deleted job's data goes with it.
+            JobState::Deleted => self.data().delete_job(job.seq)?,
+            _ => {}
         }
         Ok(previous)
     }
