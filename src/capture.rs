@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +125,17 @@ impl Capture {
     /// Reads what is new in each file of a crawl; at the end (`last`), to
     /// the end of each file.
     fn poll(&self, job: &Job, pending_log: &mut PendingLog, last: bool) {
+        // A crawl run by `start-crawl` writes one event stream.
+        let stream = runner::stream_file(&self.config, job.seq);
+        if stream.exists() {
+            if let Err(error) = self.read_stream(job, &stream, last) {
+                warn!(%error, seq = job.seq, "cannot capture the crawl's events");
+            }
+            if last {
+                let _ = std::fs::remove_dir_all(self.config.stream_dir(job.seq));
+            }
+            return;
+        }
         let log = self
             .config
             .logs_dir
@@ -254,6 +265,133 @@ impl Capture {
         }
     }
 
+    /// Reads `start-crawl`'s event stream from its committed offset:
+    /// `LOG`, `ITM`, `REQ` become records (and the Scrapyd log and items
+    /// files get their lines), `STA` the job's `scrapystats`.
+    fn read_stream(&self, job: &Job, path: &Path, last: bool) -> Result<(), String> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(_) => return Ok(()),
+        };
+        loop {
+            let offset = self
+                .data
+                .capture_offset(job.seq, "stream")
+                .map_err(|e| e.to_string())?;
+            let length = file.metadata().map_err(|e| e.to_string())?.len();
+            if offset >= length {
+                return Ok(());
+            }
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = Vec::with_capacity(READ_CHUNK.min((length - offset) as usize));
+            (&mut file)
+                .take(READ_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .map_err(|e| e.to_string())?;
+            let at_end = offset + chunk.len() as u64 >= length;
+            let complete = chunk
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |end| end + 1);
+            let mut events = Events::default();
+            for line in chunk[..complete].split(|&b| b == b'\n') {
+                events.take(line);
+            }
+            let mut consumed = complete as u64;
+            if last && at_end && complete < chunk.len() {
+                events.problems.push(format!(
+                    "the crawl's event stream ends with a line cut short ({} bytes): not kept",
+                    chunk.len() - complete
+                ));
+                consumed = chunk.len() as u64;
+            } else if complete == 0 && chunk.len() >= READ_CHUNK {
+                events.problems.push(format!(
+                    "an event longer than {READ_CHUNK} bytes was skipped"
+                ));
+                consumed = chunk.len() as u64;
+            }
+            if consumed == 0 {
+                return Ok(());
+            }
+            self.write_scrapyd_files(job, &events);
+            if let Some(stats) = events.stats.take() {
+                let mut set = Map::new();
+                set.insert("scrapystats".into(), stats);
+                if let Err(error) = self.store.change_job_meta(
+                    job.seq,
+                    MetaChange {
+                        set,
+                        remove: Vec::new(),
+                    },
+                ) {
+                    warn!(%error, seq = job.seq, "cannot store the crawl's stats");
+                }
+            }
+            let problems = std::mem::take(&mut events.problems);
+            let batches = vec![
+                (DataKind::Logs, events.logs),
+                (DataKind::Items, events.items),
+                (DataKind::Requests, events.requests),
+            ];
+            self.data
+                .append_streams(
+                    job.seq,
+                    batches,
+                    ("stream".into(), offset + consumed),
+                    millis(clock::now()),
+                )
+                .map_err(|e| e.to_string())?;
+            for problem in problems {
+                self.note(job, &problem);
+            }
+            if at_end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The Scrapyd files of a `start-crawl` crawl, written from its events:
+    /// the log in Scrapy's format, the items feed in JSON lines. Written
+    /// before the records are committed, so a crash in between can repeat
+    /// lines in the files, never lose them; the records stay exact.
+    fn write_scrapyd_files(&self, job: &Job, events: &Events) {
+        use std::io::Write;
+        let append = |path: PathBuf, text: &str| {
+            if text.is_empty() {
+                return;
+            }
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()));
+            if let Err(error) = written {
+                warn!(%error, path = %path.display(), "cannot write a crawl's file");
+            }
+        };
+        if let Some(dir) = self.config.logs_dir.as_deref() {
+            let lines: String = events
+                .logs
+                .iter()
+                .map(|record| scrapy_log_line(&record.data))
+                .collect();
+            append(runner::job_file(dir, job, "log"), &lines);
+        }
+        if let Some(dir) = self.config.local_items_dir() {
+            let mut lines = String::new();
+            for item in &events.items {
+                let mut item = item.data.clone();
+                if let Value::Object(fields) = &mut item {
+                    fields.remove("_type");
+                }
+                lines.push_str(&item.to_string());
+                lines.push('\n');
+            }
+            append(runner::job_file(dir, job, "jl"), &lines);
+        }
+    }
+
     /// Adds a line of the daemon's own to the job's log records.
     fn note(&self, job: &Job, message: &str) {
         let record = json!({"time": millis(clock::now()), "level": 30, "message": format!("[scrapyd-rs] {message}")});
@@ -293,6 +431,92 @@ impl Capture {
             }
         }
     }
+}
+
+/// What one read of an event stream held.
+#[derive(Default)]
+struct Events {
+    logs: Vec<NewRecord>,
+    items: Vec<NewRecord>,
+    requests: Vec<NewRecord>,
+    stats: Option<Value>,
+    problems: Vec<String>,
+}
+
+impl Events {
+    /// One line `CMD {json}`.
+    fn take(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let (command, payload) = text.split_once(' ').unwrap_or((text, ""));
+        if payload.len() > MAX_RECORD_BYTES {
+            self.problems.push(format!(
+                "a {command} event of {} bytes is over the {MAX_RECORD_BYTES}-byte limit: not kept",
+                payload.len()
+            ));
+            return;
+        }
+        let data: Value = match serde_json::from_str(payload) {
+            Ok(data) => data,
+            Err(error) => {
+                self.problems
+                    .push(format!("a {command} event is not JSON ({error}): not kept"));
+                return;
+            }
+        };
+        let record = |kind: DataKind, data: Value| NewRecord {
+            size: record_size(kind, &data),
+            data,
+        };
+        match command {
+            "LOG" => self.logs.push(record(DataKind::Logs, data)),
+            "ITM" => self.items.push(record(DataKind::Items, data)),
+            "REQ" => {
+                let mut data = data;
+                if let Value::Object(fields) = &mut data {
+                    fields.retain(|_, value| !value.is_null());
+                }
+                self.requests.push(record(DataKind::Requests, data));
+            }
+            "STA" => self.stats = data.get("stats").cloned(),
+            // The outcome is also in the last log lines, where the end of
+            // the crawl reads it.
+            "FIN" => {}
+            other => self
+                .problems
+                .push(format!("an unknown event {other}: not kept")),
+        }
+    }
+}
+
+/// A log record as a line of Scrapy's own log format.
+fn scrapy_log_line(record: &Value) -> String {
+    let time = record
+        .get("time")
+        .and_then(Value::as_f64)
+        .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+        .map(|time| {
+            time.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let level = match record.get("level").and_then(Value::as_i64).unwrap_or(20) {
+        ..=10 => "DEBUG",
+        11..=20 => "INFO",
+        21..=30 => "WARNING",
+        31..=40 => "ERROR",
+        _ => "CRITICAL",
+    };
+    let message = record.get("message").and_then(Value::as_str).unwrap_or("");
+    let (logger, text) = message
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .unwrap_or(("root", message));
+    format!("{time} [{logger}] {level}: {text}\n")
 }
 
 /// Items from complete feed lines: each a JSON value. Answers the records,
@@ -446,6 +670,34 @@ fn parse_log_header(line: &str) -> Option<(i64, i64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_events_become_records_and_scrapy_log_lines() {
+        let mut events = Events::default();
+        events.take(br#"LOG {"time":1700000000000,"level":40,"message":"[scrapy.core.scraper] Boom\nTraceback"}"#);
+        events.take(br#"ITM {"title":"x","_type":"dict"}"#);
+        events.take(br#"REQ {"url":"u","status":200,"method":"GET","rs":1,"duration":2,"parent":null,"time":3,"fp":"f"}"#);
+        events.take(br#"STA {"time":1,"stats":{"item_scraped_count":1}}"#);
+        events.take(br#"FIN {"outcome":"finished"}"#);
+        events.take(b"ITM not json");
+        assert_eq!(
+            (events.logs.len(), events.items.len(), events.requests.len()),
+            (1, 1, 1)
+        );
+        assert!(events.requests[0].data.get("parent").is_none());
+        assert_eq!(events.stats, Some(json!({"item_scraped_count": 1})));
+        assert_eq!(events.problems.len(), 1);
+        let line = scrapy_log_line(&events.logs[0].data);
+        assert!(
+            line.ends_with(" [scrapy.core.scraper] ERROR: Boom\nTraceback\n"),
+            "{line}"
+        );
+        let (_, level, message) = parse_log_header(line.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (level, message.as_str()),
+            (40, "[scrapy.core.scraper] Boom")
+        );
+    }
 
     #[test]
     fn log_headers() {

@@ -96,6 +96,8 @@ pub struct Config {
     pub cancel_timeout: Option<Duration>,
     /// What SIGTERM does to running crawls.
     pub crawls_on_shutdown: CrawlsOnShutdown,
+    /// How crawls are started: Scrapyd's way or Scrapy Cloud's.
+    pub crawl_runner: CrawlRunner,
     /// Limits applied to uploaded eggs.
     pub egg_limits: EggLimits,
     /// The largest egg upload (`addversion.json`) accepted, in bytes.
@@ -157,6 +159,22 @@ fn word_list(text: &str) -> Vec<String> {
         .filter(|word| !word.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// How a crawl is run (`crawl_runner`; Scrapyd's own `runner` names a
+/// Python module and is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrawlRunner {
+    /// `python -m scrapy crawl`, as Scrapyd does; its log and items feed
+    /// files are followed.
+    Scrapy,
+    /// `start-crawl` of scrapinghub-entrypoint-scrapy, as Scrapy Cloud
+    /// does; its event stream is followed (requests and periodic stats
+    /// too), and the Scrapyd files are written from it.
+    Shub,
+    /// `Shub` where the project's interpreter has scrapinghub-entrypoint-
+    /// scrapy, `Scrapy` elsewhere.
+    Auto,
 }
 
 /// What a stopping daemon does to the crawls it runs (`crawls_on_shutdown`).
@@ -279,6 +297,7 @@ impl Config {
             ),
             cancel_timeout: (cancel_timeout > 0.0).then(|| Duration::from_secs_f64(cancel_timeout)),
             crawls_on_shutdown: options.crawls_on_shutdown()?,
+            crawl_runner: options.crawl_runner()?,
             egg_limits: EggLimits {
                 max_unpacked_bytes: options.number("egg_max_unpacked_size", 512 * 1024 * 1024)?,
                 max_entries: options.number("egg_max_entries", 20_000)?,
@@ -351,6 +370,12 @@ impl Config {
         self.dbs_dir.join("scrapyd-rs.sqlite")
     }
 
+    /// The folder of a job's event stream (the `shub` runner): the stream
+    /// file and the crawl's temporary folder, removed once captured.
+    pub fn stream_dir(&self, seq: i64) -> PathBuf {
+        self.dbs_dir.join("streams").join(seq.to_string())
+    }
+
     /// Where the job data database (items, logs, requests, samples) lives.
     pub fn data_database_path(&self) -> PathBuf {
         self.dbs_dir.join("scrapyd-rs-data.sqlite")
@@ -408,6 +433,20 @@ impl Options<'_> {
                 option: "crawls_on_shutdown".into(),
                 value,
                 expected: "expected leave (crawls keep running for the next start) or stop",
+            }),
+        }
+    }
+
+    fn crawl_runner(&self) -> Result<CrawlRunner, ConfigError> {
+        let value = self.text("crawl_runner", "", "");
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "scrapy" => Ok(CrawlRunner::Scrapy),
+            "shub" => Ok(CrawlRunner::Shub),
+            "auto" => Ok(CrawlRunner::Auto),
+            _ => Err(ConfigError::Invalid {
+                option: "crawl_runner".into(),
+                value,
+                expected: "expected scrapy (python -m scrapy crawl), shub (start-crawl) or auto",
             }),
         }
     }

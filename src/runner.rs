@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::config::{Config, ItemsDir};
+use crate::config::{Config, CrawlRunner, ItemsDir};
 use crate::store::{Job, Version};
 
 /// The folder a version is unpacked in.
@@ -36,21 +36,31 @@ pub fn job_path(dir: &Path, project: &str, spider: &str, job_id: &str, extension
 /// Everything needed to start one crawl.
 #[derive(Debug)]
 pub struct CrawlLaunch {
-    /// A std command: its `spawn` either starts the process or fails with
-    /// no process left behind. tokio's can fail *after* the exec, while
-    /// registering the child with the runtime, and the crawl would run
-    /// untracked while the launcher believes it never started.
     pub command: std::process::Command,
     /// The log file Scrapy writes, if logs are kept.
     pub log_file: Option<PathBuf>,
 }
 
-/// Builds the crawl of `job` with `version`:
-/// `<python> -m scrapy crawl <spider> -s …user settings, LOG_FILE, FEEDS,
-/// JOBDIR… -a _job=<id> -a …user args… [-a _version=<v>]`, run in its own
-/// process group from the unpacked egg's folder. Creates the log and items
-/// folders and prunes old files to `jobs_to_keep`.
+/// Builds the crawl of `job` with `version`, with the runner the
+/// configuration picks for its project (see [`CrawlRunner`]).
 pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<CrawlLaunch> {
+    let shub = match config.crawl_runner {
+        CrawlRunner::Scrapy => false,
+        CrawlRunner::Shub => true,
+        CrawlRunner::Auto => has_shub_runner(config.python_for(&job.project)),
+    };
+    if shub {
+        shub_crawl(config, job, version)
+    } else {
+        scrapy_crawl(config, job, version)
+    }
+}
+
+/// Scrapyd's way: `<python> -m scrapy crawl <spider> -s …user settings,
+/// LOG_FILE, FEEDS, JOBDIR… -a _job=<id> -a …user args… [-a _version=<v>]`,
+/// run in its own process group from the unpacked egg's folder. Creates
+/// the log and items folders and prunes old files to `jobs_to_keep`.
+fn scrapy_crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<CrawlLaunch> {
     let mut settings = job.settings.clone();
     let log_file = match &config.logs_dir {
         Some(dir) => {
@@ -77,11 +87,7 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
         let feeds = serde_json::json!({ uri: { "format": "jsonlines" } });
         upsert(&mut settings, "FEEDS", python_json(&feeds));
     }
-    if let Some(jobs_dir) = &config.jobs_dir {
-        let path = jobs_dir
-            .join(&job.project)
-            .join(&job.spider)
-            .join(&job.job_id);
+    if let Some(path) = job_dir(config, job) {
         upsert(&mut settings, "JOBDIR", path.display().to_string());
     }
 
@@ -109,9 +115,88 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
         command.env("SCRAPYD_EGG_VERSION", asked);
     }
     cloud_environment(config, job, &mut command);
-    // Scrapy's own output (a traceback before logging is set up, say) goes
-    // to the end of the job's log. Not a pipe: a pipe would kill the crawl
-    // with SIGPIPE once this daemon exits, and crawls must outlive it.
+    finish_crawl_command(command, log_file)
+}
+
+/// Scrapy Cloud's way: `<python> -m sh_scrapy.crawl` (`start-crawl`) with
+/// the job in `SHUB_JOB_DATA` and its events written to a regular file in
+/// the job's stream folder, which capture follows (and from which it
+/// writes the Scrapyd log and items files). Spider arguments, settings and
+/// tags go through the job data; `_job` and `_version` stay arguments.
+fn shub_crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<CrawlLaunch> {
+    let log_file = match &config.logs_dir {
+        Some(dir) => Some(prepare_job_file(dir, job, "log", config.jobs_to_keep)?),
+        None => None,
+    };
+    if let Some(dir) = config.local_items_dir() {
+        prepare_job_file(dir, job, "jl", config.jobs_to_keep)?;
+    }
+    let stream_dir = config.stream_dir(job.seq);
+    let temporary = stream_dir.join("tmp");
+    std::fs::create_dir_all(&temporary)?;
+    let mut settings: serde_json::Map<String, serde_json::Value> = job
+        .settings
+        .iter()
+        .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+        .collect();
+    if let Some(path) = job_dir(config, job) {
+        settings.insert("JOBDIR".into(), path.display().to_string().into());
+    }
+    let mut spider_args: serde_json::Map<String, serde_json::Value> = job
+        .args
+        .iter()
+        .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+        .collect();
+    spider_args.insert("_job".into(), job.job_id.clone().into());
+    if let Some(asked) = &job.version {
+        spider_args.insert("_version".into(), asked.clone().into());
+    }
+    let job_data = serde_json::json!({
+        "key": job.key(),
+        "auth": job.meta.get("auth").cloned().unwrap_or_else(|| job.seq.to_string().into()),
+        "spider": job.spider,
+        "spider_args": spider_args,
+        "settings": settings,
+        "tags": job.tags,
+        "spider_type": "manual",
+        "api_url": config.local_url().map(|url| format!("{url}api/")),
+    });
+    let egg_dir = version_dir(config, &job.project, version);
+    let mut command = scrapy_command(config, &job.project, version, &egg_dir);
+    command
+        .args(["-m", "sh_scrapy.crawl"])
+        .env("SHUB_JOB_DATA", job_data.to_string())
+        .env("SHUB_SETTINGS", "{}")
+        .env("SHUB_FIFO_PATH", stream_file(config, job.seq))
+        .env("TMPDIR", &temporary);
+    if let Some(asked) = &job.version {
+        command.env("SCRAPYD_EGG_VERSION", asked);
+    }
+    cloud_environment(config, job, &mut command);
+    finish_crawl_command(command, log_file)
+}
+
+/// The event stream file of a job run with the `shub` runner.
+pub fn stream_file(config: &Config, seq: i64) -> PathBuf {
+    config.stream_dir(seq).join("stream")
+}
+
+/// `JOBDIR` of a job, when `jobs_dir` is set.
+fn job_dir(config: &Config, job: &Job) -> Option<PathBuf> {
+    config
+        .jobs_dir
+        .as_ref()
+        .map(|dir| dir.join(&job.project).join(&job.spider).join(&job.job_id))
+}
+
+/// Output, standard input and process group, the same for both runners.
+fn finish_crawl_command(
+    mut command: tokio::process::Command,
+    log_file: Option<PathBuf>,
+) -> std::io::Result<CrawlLaunch> {
+    // The crawl's own output (a traceback before logging is set up, say)
+    // goes to the end of the job's log. Not a pipe: a pipe would kill the
+    // crawl with SIGPIPE once this daemon exits, and crawls must outlive it.
     let (stdout, stderr) = match &log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -131,6 +216,27 @@ pub fn crawl(config: &Config, job: &Job, version: &Version) -> std::io::Result<C
         command: command.into_std(),
         log_file,
     })
+}
+
+/// Whether an interpreter has scrapinghub-entrypoint-scrapy, asked once
+/// per interpreter.
+fn has_shub_runner(python: &str) -> bool {
+    static KNOWN: std::sync::Mutex<Option<std::collections::HashMap<String, bool>>> =
+        std::sync::Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let known = known.get_or_insert_with(Default::default);
+    if let Some(answer) = known.get(python) {
+        return *answer;
+    }
+    let answer = std::process::Command::new(python)
+        .args(["-c", "import sh_scrapy.crawl"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    known.insert(python.to_string(), answer);
+    answer
 }
 
 /// What a crawl needs to reach the Scrapy Cloud API of this daemon with

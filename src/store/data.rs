@@ -171,54 +171,34 @@ impl DataStore {
     ) -> Result<u64, AppendError> {
         let ts = self.batch_ts(now_ms);
         self.writer.write(move |connection| {
-            let mut stats = stats_in(connection, job, kind)?;
-            let count = stats.input_values;
-            let skip = match start {
-                Some(start) if start > count => {
-                    return Ok(Err(AppendError::Gap { start, count }));
-                }
-                Some(start) => (count - start) as usize,
-                None => 0,
+            let count = match append_in(connection, job, kind, start, records, ts)? {
+                Ok(count) => count,
+                Err(gap) => return Ok(Err(gap)),
             };
-            let mut insert = connection.prepare_cached(
-                "INSERT INTO records (job, kind, n, ts, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for record in records.into_iter().skip(skip) {
-                insert.execute(params![
-                    job,
-                    kind.code(),
-                    stats.input_values as i64,
-                    ts,
-                    record.data.to_string()
-                ])?;
-                count_fields(&mut stats, kind, &record.data);
-                stats.input_values += 1;
-                stats.input_bytes += record.size;
-            }
-            connection
-                .prepare_cached(
-                    "INSERT INTO record_stats (job, kind, counts, input_values, input_bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (job, kind) DO UPDATE SET counts = excluded.counts,
-                         input_values = excluded.input_values, input_bytes = excluded.input_bytes",
-                )?
-                .execute(params![
-                    job,
-                    kind.code(),
-                    Value::Object(stats.counts.clone()).to_string(),
-                    stats.input_values as i64,
-                    stats.input_bytes as i64
-                ])?;
             if let Some((source, offset)) = &offset {
-                connection
-                    .prepare_cached(
-                        "INSERT INTO capture_offsets (job, source, offset) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (job, source) DO UPDATE SET offset = excluded.offset",
-                    )?
-                    .execute(params![job, source, *offset as i64])?;
+                set_offset_in(connection, job, source, *offset)?;
             }
-            Ok(Ok(stats.input_values))
+            Ok(Ok(count))
         })?
+    }
+
+    /// Appends records of several streams of a job (what one read of a
+    /// crawl's event stream held) with the offset read up to, in one commit.
+    pub fn append_streams(
+        &self,
+        job: i64,
+        batches: Vec<(DataKind, Vec<NewRecord>)>,
+        offset: (String, u64),
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let ts = self.batch_ts(now_ms);
+        self.writer.write(move |connection| {
+            for (kind, records) in batches {
+                // No `start`: there is no gap to find.
+                let _ = append_in(connection, job, kind, None, records, ts)?;
+            }
+            set_offset_in(connection, job, &offset.0, offset.1)
+        })
     }
 
     /// A job's stats for one kind (all zero when it has no records).
@@ -279,6 +259,68 @@ impl DataStore {
             Ok(())
         })
     }
+}
+
+/// Appends records inside a write under way: answers the count after, or
+/// the gap a `start` past the count would leave.
+fn append_in(
+    connection: &Connection,
+    job: i64,
+    kind: DataKind,
+    start: Option<u64>,
+    records: Vec<NewRecord>,
+    ts: i64,
+) -> StoreResult<Result<u64, AppendError>> {
+    let mut stats = stats_in(connection, job, kind)?;
+    let count = stats.input_values;
+    let skip = match start {
+        Some(start) if start > count => return Ok(Err(AppendError::Gap { start, count })),
+        Some(start) => (count - start) as usize,
+        None => 0,
+    };
+    if records.len() <= skip {
+        return Ok(Ok(count));
+    }
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO records (job, kind, n, ts, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for record in records.into_iter().skip(skip) {
+        insert.execute(params![
+            job,
+            kind.code(),
+            stats.input_values as i64,
+            ts,
+            record.data.to_string()
+        ])?;
+        count_fields(&mut stats, kind, &record.data);
+        stats.input_values += 1;
+        stats.input_bytes += record.size;
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO record_stats (job, kind, counts, input_values, input_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (job, kind) DO UPDATE SET counts = excluded.counts,
+                 input_values = excluded.input_values, input_bytes = excluded.input_bytes",
+        )?
+        .execute(params![
+            job,
+            kind.code(),
+            Value::Object(stats.counts.clone()).to_string(),
+            stats.input_values as i64,
+            stats.input_bytes as i64
+        ])?;
+    Ok(Ok(stats.input_values))
+}
+
+fn set_offset_in(connection: &Connection, job: i64, source: &str, offset: u64) -> StoreResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO capture_offsets (job, source, offset) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job, source) DO UPDATE SET offset = excluded.offset",
+        )?
+        .execute(params![job, source, offset as i64])?;
+    Ok(())
 }
 
 fn stats_in(connection: &Connection, job: i64, kind: DataKind) -> StoreResult<DataStats> {

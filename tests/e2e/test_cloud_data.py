@@ -12,8 +12,10 @@ import json
 import re
 import xml.etree.ElementTree as ElementTree
 
+import pytest
 import requests
 from conftest import SITE_TITLES, read_items, wait_for, wait_log_contains
+from scrapinghub import ScrapinghubClient
 from test_cloud import KEY, PROJECT, cloud, scrapyd_jobs, state_of, wait_cloud_state  # noqa: F401
 
 
@@ -165,3 +167,38 @@ def test_a_scrapyd_jobs_data_is_in_the_cloud_api_too(cloud, site):
     items = list(project.jobs.get(key).items.iter())
     assert len(items) == len(SITE_TITLES)
     wait_for(lambda: project.jobs.get(key).metadata.get("scrapystats"), message="stats")
+
+
+@pytest.fixture
+def shub_cloud(daemon_factory, egg_file):
+    """Like `cloud`, with crawls run by Scrapy Cloud's own runner."""
+    daemon = daemon_factory(cloud_api_keys=KEY, max_proc=2, crawl_runner="shub")
+    daemon.upload(str(PROJECT), "1.0", egg_file)
+    daemon.client = ScrapinghubClient(KEY, dash_endpoint=daemon.url + "/api/", endpoint=daemon.url + "/")
+    yield daemon
+    daemon.client.close()
+
+
+def test_the_shub_runner_streams_everything_and_writes_scrapyds_files(shub_cloud, site):
+    cloud = shub_cloud
+    job = crawl_pages(cloud, site, tag="shub")
+    assert job.metadata.get("close_reason") == "finished"
+    items = list(job.items.iter())
+    assert sorted(item["title"] for item in items) == sorted(SITE_TITLES)
+    assert all(item["tag"] == "shub" for item in items)
+    # Requests and the final stats come only with this runner.
+    urls = {request["url"].rstrip("/") for request in job.requests.iter()}
+    assert urls == {site.url} | {f"{site.url}/page/{n}" for n in range(1, 6)}
+    assert job.metadata.get("scrapystats")["item_scraped_count"] == len(SITE_TITLES)
+    messages = [record["message"] for record in job.logs.iter()]
+    assert any("Spider closed (finished)" in message for message in messages)
+    # Scrapyd's files, as Scrapyd users know them.
+    entry = next(v for v in scrapyd_jobs(cloud).values() if v[1]["spider"] == "pages")[1]
+    assert entry["close_reason"] == "finished"
+    log = cloud.log_path(str(PROJECT), "pages", entry["id"]).read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[scrapy\.core\.engine\] INFO: Spider closed \(finished\)$", log, re.M)
+    feed = read_items(cloud.items_path(str(PROJECT), "pages", entry["id"]))
+    assert [item["title"] for item in feed] == [item["title"] for item in items]
+    assert all("_type" not in item for item in feed)
+    # The stream file is gone once captured.
+    assert not list((cloud.dirs["dbs"] / "streams").glob("*/stream"))
