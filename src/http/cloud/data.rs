@@ -137,6 +137,9 @@ struct Reading {
     with_key: bool,
     with_ts: bool,
     nodata: bool,
+    /// JSON lines with no filter and no `nodata`: records are written as
+    /// stored.
+    verbatim: bool,
     encoder: Encoder,
     gzip: Option<GzEncoder<Vec<u8>>>,
     started: bool,
@@ -197,6 +200,7 @@ fn stream(
                 .any(|item| item.split(';').next().unwrap_or("").trim() == "gzip")
         });
     let content_type = format.content_type();
+    let filters_empty = filters.is_empty();
     let reading = Reading {
         kind,
         jobs: jobs.iter().map(|job| (job.seq, job.key())).collect(),
@@ -208,6 +212,7 @@ fn stream(
         with_key: meta.iter().any(|name| name == "_key"),
         with_ts: meta.iter().any(|name| name == "_ts"),
         nodata,
+        verbatim: format == Format::JsonLines && filters_empty && !nodata,
         encoder: Encoder::new(format),
         gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
         started: false,
@@ -309,6 +314,35 @@ fn give(
             read += 1;
             if reading.left == Some(0) {
                 return false;
+            }
+            // JSON lines as stored, `_key` and `_ts` spliced in: the common
+            // read costs no parsing.
+            if reading.verbatim && record.json.starts_with('{') {
+                out.push(b'{');
+                let mut first = true;
+                if reading.with_key {
+                    out.extend_from_slice(
+                        format!("\"_key\":\"{key}/{}\"", record.index).as_bytes(),
+                    );
+                    first = false;
+                }
+                if reading.with_ts {
+                    if !first {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(format!("\"_ts\":{}", record.ts).as_bytes());
+                    first = false;
+                }
+                let rest = &record.json[1..];
+                if !first && rest != "}" {
+                    out.push(b',');
+                }
+                out.extend_from_slice(rest.as_bytes());
+                out.push(b'\n');
+                if let Some(left) = &mut reading.left {
+                    *left -= 1;
+                }
+                return true;
             }
             let value: Value = match serde_json::from_str(record.json) {
                 Ok(value) => value,
