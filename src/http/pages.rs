@@ -183,12 +183,18 @@ impl ListingFormat for JobsPage {
     fn row(
         &mut self,
         daemon: &Daemon,
-        _section: usize,
+        section: usize,
         job: &JobView,
         _first: bool,
         out: &mut String,
     ) {
-        let (log, items) = daemon.job_files(job.project, job.spider, job.job_id);
+        // A job that has not started has no files of its own yet (two
+        // file lookups spared per row of a long queue).
+        let (log, items) = if section == 0 {
+            (None, None)
+        } else {
+            daemon.job_files(job.project, job.spider, job.job_id)
+        };
         let (project, spider, job_id) =
             (escape(job.project), escape(job.spider), escape(job.job_id));
         let link = |exists: bool, root: &str, extension: &str, label: &str| {
