@@ -486,13 +486,7 @@ fn metadata(
             Ok(written())
         }
         (Method::POST, Some(key)) => {
-            let value = request
-                .json_lines()?
-                .into_iter()
-                .next()
-                .ok_or_else(|| CloudError::BadRequest("no value given".into()))?;
-            let mut set = Map::new();
-            set.insert(key.to_string(), value);
+            let set = request.keyed_value(key)?;
             daemon.change_job_meta(
                 job,
                 MetaChange {

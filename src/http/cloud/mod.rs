@@ -159,6 +159,21 @@ impl CloudRequest {
             .collect()
     }
 
+    /// The body as one JSON value (`POST …/KEY`).
+    pub fn json_value(&self) -> CloudResult<Value> {
+        self.json_lines()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CloudError::BadRequest("no value given".into()))
+    }
+
+    /// `{key: the body's JSON value}`: what `POST …/KEY` sets.
+    pub fn keyed_value(&self, key: &str) -> CloudResult<Map<String, Value>> {
+        let mut change = Map::new();
+        change.insert(key.to_string(), self.json_value()?);
+        Ok(change)
+    }
+
     /// The body as one JSON object (an empty body is an empty object).
     pub fn json_object(&self) -> CloudResult<Map<String, Value>> {
         match self.json_lines()?.into_iter().next() {

@@ -87,14 +87,7 @@ fn settings(
             Ok(written())
         }
         (Method::POST, Some(key)) => {
-            let value = request
-                .json_lines()?
-                .into_iter()
-                .next()
-                .ok_or_else(|| CloudError::BadRequest("no value given".into()))?;
-            let mut change = Map::new();
-            change.insert(key.to_string(), value);
-            daemon.merge_project_settings(project, change)?;
+            daemon.merge_project_settings(project, request.keyed_value(key)?)?;
             Ok(written())
         }
         (Method::DELETE, Some(key)) => {
