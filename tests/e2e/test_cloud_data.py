@@ -56,6 +56,12 @@ def test_a_crawls_items_and_log_through_the_client(cloud, site):
     assert job.items.stats()["totals"]["input_values"] == len(SITE_TITLES)
     # Only errors and above.
     assert list(job.logs.iter(level="ERROR")) == []
+    # Dash's listing counts what the crawl produced.
+    listed = get(cloud, "/api/jobs/list.json", params={"project": PROJECT, "job": job.key}).json()["jobs"][0]
+    assert listed["items_scraped"] == len(SITE_TITLES)
+    assert listed["logs"] == len(logs)
+    assert listed["responses_received"] == len(SITE_TITLES)
+    assert listed["errors_count"] == 0
 
 
 def test_every_format(cloud, site):

@@ -14,7 +14,7 @@ use crate::clock;
 use crate::cloud::{RunRequest, cloud_priority, millis};
 use crate::daemon::Daemon;
 use crate::http::{HttpResponse, body};
-use crate::store::{Job, JobQuery, JobState, MetaChange};
+use crate::store::{DataKind, Job, JobQuery, JobState, MetaChange};
 
 /// The most jobs one `jobs/list` answer holds.
 const MAX_LISTED: usize = 1000;
@@ -232,7 +232,29 @@ fn summary(daemon: &Daemon, job: &Job) -> Value {
     }
     entry.insert("elapsed".into(), Value::from(elapsed));
     entry.insert("units".into(), Value::from(job.units));
-    let _ = daemon;
+    // What the crawl produced: its records as captured, and its Scrapy
+    // stats (kept as `scrapystats`) for what records do not say.
+    let stats = job.meta.get("scrapystats");
+    let stat = |name: &str| {
+        stats
+            .and_then(|stats| stats.get(name))
+            .and_then(Value::as_u64)
+    };
+    let count = |kind| {
+        daemon
+            .record_stats(job, kind)
+            .map_or(0, |stats| stats.input_values)
+    };
+    entry.insert("items_scraped".into(), Value::from(count(DataKind::Items)));
+    entry.insert("logs".into(), Value::from(count(DataKind::Logs)));
+    entry.insert(
+        "responses_received".into(),
+        Value::from(stat("response_received_count").unwrap_or(0)),
+    );
+    entry.insert(
+        "errors_count".into(),
+        Value::from(stat("log_count/ERROR").unwrap_or(0)),
+    );
     Value::Object(entry)
 }
 
