@@ -333,10 +333,7 @@ impl Daemon {
         meta.insert("environment".into(), Value::Object(Map::new()));
         meta.insert(
             "version".into(),
-            job.run_version
-                .clone()
-                .or_else(|| job.version.clone())
-                .map_or(Value::Null, Value::from),
+            job.shown_version().map_or(Value::Null, Value::from),
         );
         meta.insert("pending_time".into(), Value::from(millis(job.pending_time)));
         if let Some(start) = job.start_time.filter(|_| job.state != JobState::Pending) {

@@ -82,6 +82,11 @@ impl Job {
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.project_id, self.spider_id, self.counter)
     }
+
+    /// The version it ran with, else the one it asked for.
+    pub fn shown_version(&self) -> Option<&str> {
+        self.run_version.as_deref().or(self.version.as_deref())
+    }
 }
 
 /// What a new job is made of.

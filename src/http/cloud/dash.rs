@@ -215,10 +215,7 @@ fn summary(daemon: &Daemon, job: &Job) -> Value {
     entry.insert("tags".into(), Value::from(job.tags.clone()));
     entry.insert(
         "version".into(),
-        job.run_version
-            .clone()
-            .or_else(|| job.version.clone())
-            .map_or(Value::Null, Value::from),
+        job.shown_version().map_or(Value::Null, Value::from),
     );
     entry.insert("spider_type".into(), Value::from("manual"));
     if let Some(started) = job.start_time.and_then(iso) {
