@@ -133,11 +133,15 @@ impl DataStore {
         write_connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         migrate(&mut write_connection, MIGRATIONS)?;
         let reader = open_connection(path)?;
-        let writer = writer::Writer::start(write_connection, writer::Generation::default())
-            .map_err(|source| StoreError::Folder {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let writer = writer::Writer::start(
+            "data-writer",
+            write_connection,
+            writer::Generation::default(),
+        )
+        .map_err(|source| StoreError::Folder {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(DataStore {
             reader: Mutex::new(reader),
             writer,

@@ -15,6 +15,7 @@ mod jobs;
 mod listing;
 mod projects;
 mod settings;
+mod shared;
 mod writer;
 
 use std::path::Path;
@@ -28,6 +29,9 @@ pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
 pub use projects::{Project, Version};
+pub use shared::{
+    Batch, CollectionKind, CollectionRow, NewRequest, RetryMark, SharedStore, SlotAddress,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -201,12 +205,10 @@ impl Store {
         migrate(&mut write_connection, MIGRATIONS)?;
         let reader = open_connection(path)?;
         let generation = writer::Generation::default();
-        let writer =
-            writer::Writer::start(write_connection, generation.clone()).map_err(|source| {
-                StoreError::Folder {
-                    path: path.display().to_string(),
-                    source,
-                }
+        let writer = writer::Writer::start("store-writer", write_connection, generation.clone())
+            .map_err(|source| StoreError::Folder {
+                path: path.display().to_string(),
+                source,
             })?;
         Ok(Store {
             reader: Mutex::new(reader),

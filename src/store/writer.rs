@@ -33,11 +33,15 @@ pub(super) struct Writer {
 pub(super) type Generation = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
 impl Writer {
-    /// Starts the writer thread on `connection`.
-    pub fn start(connection: Connection, generation: Generation) -> std::io::Result<Writer> {
+    /// Starts the writer thread `name` on `connection`.
+    pub fn start(
+        name: &str,
+        connection: Connection,
+        generation: Generation,
+    ) -> std::io::Result<Writer> {
         let (changes, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
-            .name("store-writer".into())
+            .name(name.into())
             .spawn(move || write_loop(&connection, &receiver, &generation))?;
         Ok(Writer { changes })
     }
