@@ -380,6 +380,11 @@ impl Config {
     pub fn data_database_path(&self) -> PathBuf {
         self.dbs_dir.join("scrapyd-rs-data.sqlite")
     }
+
+    /// Where the collections and frontiers live: a database of their own.
+    pub fn shared_database_path(&self) -> PathBuf {
+        self.dbs_dir.join("scrapyd-rs-stores.sqlite")
+    }
 }
 
 /// Typed reads of the `[scrapyd]` section with environment overrides.

@@ -15,8 +15,8 @@ use crate::eggs::{self, EggError};
 use crate::names::{self, DirectoryTraversal};
 use crate::runner;
 use crate::store::{
-    DataStore, Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project, Store,
-    StoreError, Version,
+    DataStore, Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project,
+    SharedStore, Store, StoreError, Version,
 };
 use crate::supervisor::Supervisor;
 
@@ -45,6 +45,10 @@ pub enum DaemonError {
     /// A Cloud API request that cannot be carried out as asked.
     #[error("{0}")]
     BadRequest(String),
+    /// Records written to a collection that cannot be read as records; the
+    /// message is Scrapy Cloud's (`Error parsing data, …`).
+    #[error("{0}")]
+    Unparsable(String),
     /// A record or value over the Cloud API's size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -109,6 +113,9 @@ pub struct Daemon {
     store: Arc<Store>,
     /// Every job's items, logs, requests and stats samples.
     data: Arc<DataStore>,
+    /// Collections and frontiers: their own database, so their volume never
+    /// delays the job store.
+    shared: Arc<SharedStore>,
     supervisor: Arc<Supervisor>,
     /// One upload at a time: two uploads of the same version must not
     /// interleave their file moves.
@@ -120,12 +127,14 @@ impl Daemon {
         config: Arc<Config>,
         store: Arc<Store>,
         data: Arc<DataStore>,
+        shared: Arc<SharedStore>,
         supervisor: Arc<Supervisor>,
     ) -> Daemon {
         Daemon {
             config,
             store,
             data,
+            shared,
             supervisor,
             uploads: tokio::sync::Mutex::new(()),
         }
@@ -139,6 +148,11 @@ impl Daemon {
     /// The job data store, for the Cloud operations (`crate::cloud`).
     pub(crate) fn data(&self) -> &DataStore {
         &self.data
+    }
+
+    /// The collections and frontiers (`crate::collections`, `crate::frontier`).
+    pub(crate) fn shared(&self) -> &SharedStore {
+        &self.shared
     }
 
     /// Tells the launcher a job may be ready to start.
@@ -524,6 +538,10 @@ impl Daemon {
         let project = self
             .project_in_eggs_dir(project)?
             .ok_or_else(|| DaemonError::ProjectNotFound(project.to_string()))?;
+        // Its collections and frontiers go first: should the rest fail, the
+        // project is still there to delete again, while stores left behind
+        // would reappear in a new project given the same id.
+        self.shared.purge_project(project.id)?;
         let cancelled = self.store.delete_project(&project, clock::now())?;
         let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));
         info!(project = %project.name, cancelled, "project deleted");

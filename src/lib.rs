@@ -25,6 +25,9 @@
 //! - [`cloud`]: the domain operations only the Scrapy Cloud API needs
 //!   (jobs by key, metadata, outside workers, settings, activity), on the
 //!   same store and supervisor.
+//! - [`collections`] and [`frontier`]: the stores a project's jobs share
+//!   (Scrapy Cloud's collections and crawl frontier), in a database of
+//!   their own (`store::SharedStore`).
 //! - [`eggs`]: checking and unpacking uploaded eggs.
 //! - [`filter`]: the record filters of the Scrapy Cloud storage API.
 //! - [`version`]: the loose-version order of version strings.
@@ -38,10 +41,12 @@
 pub mod capture;
 pub mod clock;
 pub mod cloud;
+pub mod collections;
 pub mod config;
 pub mod daemon;
 pub mod eggs;
 pub mod filter;
+pub mod frontier;
 pub mod http;
 pub mod names;
 pub mod pyjson;

@@ -12,7 +12,7 @@ use scrapyd_rs::capture::Capture;
 use scrapyd_rs::config::Config;
 use scrapyd_rs::daemon::Daemon;
 use scrapyd_rs::http::{self, Listener};
-use scrapyd_rs::store::{DataStore, Store};
+use scrapyd_rs::store::{DataStore, SharedStore, Store};
 use scrapyd_rs::supervisor::Supervisor;
 
 /// A drop-in replacement for Scrapyd: the same HTTP API, every job kept in
@@ -79,12 +79,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     let store = Arc::new(Store::open(&config.database_path()).map_err(|e| e.to_string())?);
     store.serve_botgroups(&config.bot_groups);
     let data = Arc::new(DataStore::open(&config.data_database_path()).map_err(|e| e.to_string())?);
+    let shared =
+        Arc::new(SharedStore::open(&config.shared_database_path()).map_err(|e| e.to_string())?);
     let capture = Capture::new(Arc::clone(&config), Arc::clone(&store), Arc::clone(&data));
     let supervisor = Supervisor::new(Arc::clone(&config), Arc::clone(&store), capture);
     let daemon = Arc::new(Daemon::new(
         Arc::clone(&config),
         store,
         data,
+        shared,
         Arc::clone(&supervisor),
     ));
     let listeners = bind(&config).await?;
