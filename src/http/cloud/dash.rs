@@ -72,7 +72,9 @@ pub fn error(error: &CloudError) -> HttpResponse {
         CloudError::NotFound(_) => StatusCode::NOT_FOUND,
         CloudError::Unauthorized => StatusCode::UNAUTHORIZED,
         CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        CloudError::BadRequest(_) | CloudError::Duplicate(_) => StatusCode::BAD_REQUEST,
+        CloudError::BadRequest(_) | CloudError::Duplicate(_) | CloudError::Unparsable(_) => {
+            StatusCode::BAD_REQUEST
+        }
         CloudError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
     };
     json_response(

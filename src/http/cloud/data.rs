@@ -5,7 +5,7 @@
 //! record, `…/J/stats` the stream's summary; `items/P/S` and `items/P`
 //! read across a spider's or a project's jobs.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use flate2::Compression;
@@ -93,19 +93,6 @@ fn jobs_of(daemon: &Daemon, project: &Project, spider: Option<i64>) -> CloudResu
     Ok(jobs)
 }
 
-/// The format parameters, taken before the others.
-fn format_params(request: &mut CloudRequest) -> CloudResult<FormatParams> {
-    Ok(FormatParams {
-        format: request.optional("format")?,
-        fields: request.optional("fields")?,
-        include_headers: request.optional("include_headers")?,
-        sep: request.optional("sep")?,
-        quote: request.optional("quote")?,
-        escape: request.optional("escape")?,
-        lineend: request.optional("lineend")?,
-    })
-}
-
 /// A position `P/S/J/N` (or a bare index `N`) in a stream.
 fn position(text: &str) -> CloudResult<(Option<(i64, i64)>, u64)> {
     let parts: Vec<&str> = text.split('/').collect();
@@ -151,7 +138,7 @@ fn stream(
     kind: DataKind,
     jobs: Vec<Job>,
 ) -> CloudResult<HttpResponse> {
-    let params = format_params(request)?;
+    let params = FormatParams::take(request)?;
     let format = Format::of_request(&request.headers, &params)?;
     let count = request.number("count")?.map(|count| count.max(0) as u64);
     let start = request
@@ -382,25 +369,7 @@ fn add(
     job: &Job,
 ) -> CloudResult<HttpResponse> {
     let start = request.number("start")?.map(|start| start.max(0) as u64);
-    let gzipped = request
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case("gzip"));
-    if gzipped {
-        let mut text = Vec::new();
-        let limit = daemon.config.max_request_body_size as u64 * 8;
-        flate2::read::GzDecoder::new(&request.body[..])
-            .take(limit + 1)
-            .read_to_end(&mut text)
-            .map_err(|error| CloudError::BadRequest(format!("bad gzip body: {error}")))?;
-        if text.len() as u64 > limit {
-            return Err(CloudError::TooLarge(
-                "the body inflates past the limit".into(),
-            ));
-        }
-        request.body = text.into();
-    }
+    request.inflate(&daemon.config)?;
     let records = request.json_lines()?;
     daemon.add_records(job, kind, start, records)?;
     Ok(written())
@@ -436,7 +405,7 @@ fn one(
             job.key()
         )));
     };
-    let params = format_params(request)?;
+    let params = FormatParams::take(request)?;
     let mut encoder = Encoder::new(Format::of_request(&request.headers, &params)?);
     let content_type = encoder.format().content_type();
     let mut out = Vec::new();

@@ -7,10 +7,14 @@
 //! - [`jobs`]: `ids`, `jobq`, job metadata, last job summaries.
 //! - [`project`]: settings, activity, job summaries, the clock.
 //! - [`data`]: job data (items, logs, requests, samples).
+//! - [`collections`]: `collections/P/…`, the project's key-value stores.
+//! - [`frontier`]: `hcf/P/…`, the crawl frontier.
 //! - [`records`]: the result formats of record streams.
 
+mod collections;
 mod dash;
 mod data;
+mod frontier;
 mod jobs;
 mod project;
 mod records;
@@ -32,7 +36,15 @@ use crate::store::{JobState, Project, StoreError};
 
 /// The first path segments of the storage API.
 const STORAGE_ROOTS: &[&str] = &[
-    "ids", "jobq", "jobs", "spiders", "projects", "activity", "system",
+    "ids",
+    "jobq",
+    "jobs",
+    "spiders",
+    "projects",
+    "activity",
+    "system",
+    "collections",
+    "hcf",
 ];
 
 /// The largest body a Cloud path reads: eggs as Scrapyd's uploads, batches
@@ -83,6 +95,10 @@ pub enum CloudError {
     /// Dash's `run.json`: the same spider and arguments are queued.
     #[error("{0}")]
     Duplicate(String),
+    /// Data that cannot be read as records: a 400 whose body is the plain
+    /// text of the message, as Scrapy Cloud answers it.
+    #[error("{0}")]
+    Unparsable(String),
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -102,6 +118,7 @@ impl From<DaemonError> for CloudError {
             DaemonError::Store(_) | DaemonError::Internal(_) | DaemonError::Io { .. } => {
                 CloudError::Internal(error.to_string())
             }
+            DaemonError::Unparsable(message) => CloudError::Unparsable(message),
             DaemonError::TooLarge(message) => CloudError::TooLarge(message),
             _ => CloudError::BadRequest(error.to_string()),
         }
@@ -157,6 +174,35 @@ impl CloudRequest {
                     .map_err(|error| CloudError::BadRequest(format!("invalid JSON line: {error}")))
             })
             .collect()
+    }
+
+    /// Inflates a gzip-encoded body (`Content-Encoding: gzip`, as the
+    /// client's batch writers send items, logs and requests, and
+    /// HubstorageClient's collection writers) up to `max_data_body_size`,
+    /// counted while inflating; any other body stays as it is.
+    pub fn inflate(&mut self, config: &crate::config::Config) -> CloudResult<()> {
+        use std::io::Read;
+        let gzipped = self
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("gzip"));
+        if !gzipped {
+            return Ok(());
+        }
+        let limit = config.max_data_body_size as u64;
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&self.body[..])
+            .take(limit + 1)
+            .read_to_end(&mut text)
+            .map_err(|error| CloudError::BadRequest(format!("bad gzip body: {error}")))?;
+        if text.len() as u64 > limit {
+            return Err(CloudError::TooLarge(format!(
+                "the body inflates past {limit} bytes"
+            )));
+        }
+        self.body = text.into();
+        Ok(())
     }
 
     /// The body as one JSON value (`POST …/KEY`).
@@ -284,8 +330,20 @@ fn storage(daemon: &Arc<Daemon>, request: CloudRequest) -> CloudResult<HttpRespo
     match request.segments.first().map(String::as_str) {
         Some("ids" | "jobq" | "jobs" | "spiders") => jobs::answer(daemon, request),
         Some(root) if data::ROOTS.contains(&root) => data::answer(daemon, request),
+        Some("collections") => collections::answer(daemon, request),
+        Some("hcf") => frontier::answer(daemon, request),
         _ => project::answer(daemon, request),
     }
+}
+
+/// The `start` of a batch upload (the index of its first record, which
+/// the client's writers send) with a digest of who sent it and its body: a
+/// retry of the same upload has the same mark and is applied once.
+pub fn retry_mark(request: &mut CloudRequest) -> CloudResult<Option<crate::store::RetryMark>> {
+    let now = crate::cloud::millis(crate::clock::now());
+    Ok(request
+        .number("start")?
+        .map(|start| crate::store::RetryMark::of(start, &request.who, &request.body, now)))
 }
 
 /// The Dash base URL as the client reached it: `http://HOST[PREFIX]/api/`.
@@ -440,6 +498,13 @@ fn storage_error(error: &CloudError) -> HttpResponse {
         CloudError::NotFound(_) => StatusCode::NOT_FOUND,
         CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         CloudError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        CloudError::Unparsable(message) => {
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(body::full(message.clone()))
+                .unwrap_or_default();
+        }
     };
     let message = serde_json::json!({ "message": error.to_string() });
     let mut response = Response::builder()

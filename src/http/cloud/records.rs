@@ -8,7 +8,7 @@ use hyper::HeaderMap;
 use hyper::header;
 use serde_json::{Map, Value};
 
-use super::{CloudError, CloudResult};
+use super::{CloudError, CloudRequest, CloudResult};
 
 /// A result format.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,21 @@ pub struct FormatParams {
     pub quote: Option<String>,
     pub escape: Option<String>,
     pub lineend: Option<String>,
+}
+
+impl FormatParams {
+    /// The format parameters of a request, taken before the endpoint's own.
+    pub fn take(request: &mut CloudRequest) -> CloudResult<FormatParams> {
+        Ok(FormatParams {
+            format: request.optional("format")?,
+            fields: request.optional("fields")?,
+            include_headers: request.optional("include_headers")?,
+            sep: request.optional("sep")?,
+            quote: request.optional("quote")?,
+            escape: request.optional("escape")?,
+            lineend: request.optional("lineend")?,
+        })
+    }
 }
 
 impl Format {
