@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs python-scrapinghub's own test suite (../shared/conformance, run there,
 # never copied here) against a fresh scrapyd-rs, then checks that every test
-# that failed is listed in pending.txt: the tests that need what the open
-# issues still have to build (job data, collections, the frontier).
+# that failed is listed in pending.txt: the tests that need what open issues
+# still have to build (none today).
 #
 # Called by tests/run.sh; skipped with a line saying so when ../shared is
 # absent. Environment: SCRAPYD_RS_BIN (the binary), SCRAPYD_RS_VENV (a venv
