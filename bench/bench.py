@@ -44,6 +44,9 @@ REPO = BENCH.parent
 TEST_PROJECT = REPO / "tests" / "testproject"
 VENV_BIN = Path(sys.executable).parent
 
+# The phases, in the order they run; `--only` picks some.
+PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs"]
+
 SD = "scrapyd"  # Scrapyd 1.6.0
 RS = "scrapyd-rs"
 KINDS = (SD, RS)
@@ -428,21 +431,33 @@ class LoadGenerator:
         version = subprocess.run([tool, "--version"], capture_output=True, text=True)
         self.version = (version.stdout + version.stderr).strip().splitlines()[0] if version.returncode in (0, 1) else tool
 
-    def run(self, url: str, duration: float, post_body: str | None = None, limit: int = 0, stop_when=None) -> dict:
+    def run(
+        self,
+        url: str,
+        duration: float,
+        post_body: str | None = None,
+        limit: int = 0,
+        stop_when=None,
+        connections: int | None = None,
+    ) -> dict:
         """Loads `url` for `duration` seconds with GET, or POST of a form
-        body. With `limit`, stops after about that many answers; with
+        body, over `connections` connections (default: --connections).
+        With `limit`, stops after about that many answers; with
         `stop_when`, a function polled every 0.2 s, stops when it says so."""
+        connections = connections or self.connections
         if self.tool == "wrk":
-            return self._wrk(url, duration, post_body, limit, stop_when)
-        return self._oha(url, duration, post_body, limit)
+            return self._wrk(url, duration, post_body, limit, stop_when, connections)
+        return self._oha(url, duration, post_body, limit, connections)
 
-    def _wrk(self, url, duration, post_body, limit, stop_when):
-        command = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    def _wrk(self, url, duration, post_body, limit, stop_when, connections):
+        # wrk needs at least one connection per thread.
+        threads = min(self.threads, connections)
+        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
         env = dict(os.environ)
         if post_body is not None:
             command += ["-s", str(BENCH / "schedule.lua")]
             env["BENCH_BODY"] = post_body
-            env["BENCH_LIMIT_PER_THREAD"] = str(math.ceil(limit / self.threads) if limit else 0)
+            env["BENCH_LIMIT_PER_THREAD"] = str(math.ceil(limit / threads) if limit else 0)
         command.append(url)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if stop_when is not None:
@@ -472,8 +487,8 @@ class LoadGenerator:
             result["ok"], result["bad"] = int(match.group(1)), int(match.group(2))
         return result
 
-    def _oha(self, url, duration, post_body, limit):
-        command = ["oha", "--no-tui", "-c", str(self.connections)]
+    def _oha(self, url, duration, post_body, limit, connections):
+        command = ["oha", "--no-tui", "-c", str(connections)]
         command += ["-n", str(limit)] if limit else ["-z", f"{max(1, round(duration))}s"]
         if post_body is not None:
             command += ["-m", "POST", "-d", post_body, "-T", "application/x-www-form-urlencoded"]
@@ -691,13 +706,7 @@ class Bench:
         self.big_egg = build_egg(self.work, "testproject-20mb", blob_bytes=20 * MB).read_bytes()
         self.details["egg_bytes"] = len(self.egg)
         self.details["big_egg_bytes"] = len(self.big_egg)
-        phases = [
-            ("startup", self.phase_startup),
-            ("api", self.phase_api),
-            ("memory", self.phase_memory),
-            ("latency", self.phase_latency),
-            ("listjobs", self.phase_listjobs),
-        ]
+        phases = [(name, getattr(self, f"phase_{name}")) for name in PHASES]
         try:
             for name, phase in phases:
                 if args.only and name not in args.only:
@@ -765,7 +774,6 @@ class Bench:
         self.listspiders(daemons)
         self.addversion(daemons)
         self.daemonstatus_rps(daemons)
-        self.schedule_rps_and_memory(daemons)
         for daemon in daemons.values():
             daemon.stop()
 
@@ -917,67 +925,169 @@ class Bench:
                 timeout=60,
             )
 
-    def fsync_probe(self, label: str, count: int = 200) -> float:
-        """Median time of a 4 KiB write + fsync in the work folder: how
-        expensive a durable commit is on this disk right now (it varies a
-        lot on a shared VM, and schedule.json throughput with it)."""
-        path = self.work / "fsync-probe"
+    # --- schedule.json by concurrency, next to the disk's commit latency ---
+
+    def disk_probe(self, count: int = 100) -> dict:
+        """How expensive a durable commit is on the work folder's disk right
+        now (it varies a lot on a shared VM, and schedule.json throughput
+        with it). Medians of `count` tries of:
+
+        - `fsync_ms`: a 4 KiB write + fsync inside a file that already has
+          its blocks (as a running daemon's WAL does: it is rewritten in
+          place after each checkpoint, not grown);
+        - `wal_commit_ms`: SQLite's own commit of a one-row insert, WAL
+          mode, synchronous=FULL, the WAL already grown and restarted (a
+          running scrapyd-rs's steady state; one WAL flush a commit);
+        - `rollback_commit_ms`: the same with the default rollback journal
+          (Scrapyd's queue: a journal file created, flushed and deleted, the
+          database flushed, every commit)."""
+        result = {}
+        path = self.work / "disk-probe"
         times = []
         with open(path, "wb") as probe:
-            for _ in range(count):
+            probe.write(bytes(64 * 4096))
+            probe.flush()
+            os.fsync(probe.fileno())
+            for attempt in range(count):
                 started = time.perf_counter()
+                probe.seek((attempt % 64) * 4096)
                 probe.write(os.urandom(4096))
                 probe.flush()
                 os.fsync(probe.fileno())
                 times.append((time.perf_counter() - started) * 1000)
         path.unlink()
-        value = median(times)
-        self.details.setdefault("fsync_ms", {})[label] = value
-        return value
+        result["fsync_ms"] = median(times)
+        for key, mode, tries in (("wal_commit_ms", "WAL", count), ("rollback_commit_ms", "DELETE", count // 2)):
+            database = self.work / "disk-probe.sqlite"
+            connection = sqlite3.connect(database, isolation_level=None)
+            connection.execute(f"PRAGMA journal_mode = {mode}")
+            connection.execute("CREATE TABLE IF NOT EXISTS probe (value BLOB)")
+            if mode == "WAL":
+                # Grow the WAL past what the probe writes, then restart it:
+                # the timed commits rewrite it in place.
+                connection.execute("PRAGMA synchronous = OFF")
+                for _ in range(2 * tries):
+                    connection.execute("INSERT INTO probe VALUES (?)", (os.urandom(100),))
+                connection.execute("PRAGMA wal_checkpoint(RESTART)")
+            connection.execute("PRAGMA synchronous = FULL")
+            times = []
+            for attempt in range(tries + 5):  # 5 warm-up commits
+                started = time.perf_counter()
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("INSERT INTO probe VALUES (?)", (os.urandom(100),))
+                connection.execute("COMMIT")
+                if attempt >= 5:
+                    times.append((time.perf_counter() - started) * 1000)
+            connection.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
+            result[key] = median(times)
+        return result
 
-    def schedule_rps_and_memory(self, daemons):
+    def phase_schedule(self):
+        """schedule.json at 1, 8 and 32 concurrent clients on both daemons,
+        every slot held by an idle crawl so the jobs stay pending; the disk
+        probed before every run. scrapyd-rs's figure is also given as a
+        share of what its clients could reach if every answer waited for
+        exactly one commit: clients ÷ (commit latency + request cost)."""
         args = self.args
+        daemons = self.pair("schedule")
         tarpit = Tarpit()
-        before = self.fsync_probe("before schedule.json load")
+        body = self.SCHEDULE_BODY
+        urls = {kind: f"http://127.0.0.1:{daemons[kind].port}/schedule.json" for kind in KINDS}
+        status_url = f"http://127.0.0.1:{daemons[RS].port}/daemonstatus.json"
+        runs = {}
         try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
             self.occupy_slots(daemons, tarpit)
-            body = self.SCHEDULE_BODY
             for kind in KINDS:  # warm-up
-                self.loadgen.run(f"http://127.0.0.1:{daemons[kind].port}/schedule.json", 1, post_body=body)
-            rps = {kind: [] for kind in KINDS}
-            runs = {kind: [] for kind in KINDS}
-            for trial in range(args.rps_trials):
-                for kind in self.trial_order(trial):
-                    result = self.loadgen.run(
-                        f"http://127.0.0.1:{daemons[kind].port}/schedule.json", args.duration, post_body=body
-                    )
-                    if result.get("bad") or result["non_2xx"] or result["socket_errors"]:
-                        self.notes.append(
-                            f"schedule load on {kind}: {result.get('bad', 0)} answers not ok, "
-                            f"{result['non_2xx']} non-2xx, {result['socket_errors']} socket errors"
+                self.loadgen.run(urls[kind], 1, post_body=body)
+            for clients in args.schedule_clients:
+                runs[clients] = {kind: [] for kind in KINDS}
+                for trial in range(args.rps_trials):
+                    for kind in self.trial_order(trial):
+                        disk_before = self.disk_probe()
+                        result = self.loadgen.run(urls[kind], args.duration, post_body=body, connections=clients)
+                        if result.get("bad") or result["non_2xx"] or result["socket_errors"]:
+                            self.notes.append(
+                                f"schedule load on {kind} ({clients} clients): {result.get('bad', 0)} answers "
+                                f"not ok, {result['non_2xx']} non-2xx, {result['socket_errors']} socket errors"
+                            )
+                        run = {k: v for k, v in result.items() if k != "tool_output"}
+                        if kind == RS:
+                            # The request's own cost at this concurrency: the
+                            # mean round trip of a request that waits for
+                            # nothing (Little's law: clients ÷ throughput).
+                            status = self.loadgen.run(status_url, 2, connections=clients)
+                            run["request_cost_ms"] = clients / status["rps"] * 1000
+                        # The disk drifts: the run gets the mean of the probes
+                        # taken just before and just after it.
+                        disk_after = self.disk_probe()
+                        disk = {key: (disk_before[key] + disk_after[key]) / 2 for key in disk_before}
+                        run.update(disk, disk_before=disk_before, disk_after=disk_after)
+                        if kind == RS:
+                            limit = clients / ((disk["wal_commit_ms"] + run["request_cost_ms"]) / 1000)
+                            run.update(limit_rps=limit, share_of_limit=result["rps"] / limit)
+                        runs[clients][kind].append(run)
+                        log(
+                            f"{kind}, {clients} clients: {result['rps']:,.0f} req/s; WAL commit "
+                            f"{disk['wal_commit_ms']:.2f} ms, fsync {disk['fsync_ms']:.2f} ms"
+                            + (f"; {run['share_of_limit']:.0%} of {run['limit_rps']:,.0f}" if kind == RS else "")
                         )
-                    rps[kind].append(result["rps"])
-                    runs[kind].append({k: v for k, v in result.items() if k != "tool_output"})
-            self.details["schedule_runs"] = runs
-            after = self.fsync_probe("after schedule.json load")
-            sd, rs = median(rps[SD]), median(rps[RS])
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["schedule_runs"] = runs
+        every = [run for by_kind in runs.values() for kind_runs in by_kind.values() for run in kind_runs]
+        disk = {key: median([run[key] for run in every]) for key in ("fsync_ms", "wal_commit_ms", "rollback_commit_ms")}
+        self.figures.add(
+            "commit_latency",
+            "disk: one durable SQLite commit in the work folder, synchronous=FULL (median)",
+            "ms",
+            disk["rollback_commit_ms"],
+            disk["wal_commit_ms"],
+            "(measured)",
+            None,
+            scrapyd_text=f"rollback journal {fmt(disk['rollback_commit_ms'], 'ms')}",
+            rs_text=f"WAL {fmt(disk['wal_commit_ms'], 'ms')} (4 KiB rewrite + fsync {fmt(disk['fsync_ms'], 'ms')})",
+            note="Probed just before and just after every schedule.json run (a one-row insert and its commit "
+            f"from Python's sqlite3, 100 commits a probe, 50 with the rollback journal; the plain-file fsync "
+            f"100 times), {2 * len(every)} probes in all; each run is given the mean of its two. Scrapyd's queue is a "
+            "rollback-journal database, so each of its schedules pays the left figure; a scrapyd-rs group "
+            "commit pays the WAL figure once for all the jobs in it.",
+        )
+        def percentiles(kind_runs):
+            return "/".join(fmt(median([run[key] for run in kind_runs]), "ms") for key in ("p50_ms", "p99_ms"))
+
+        for clients in args.schedule_clients:
+            sd = median([run["rps"] for run in runs[clients][SD]])
+            rs_runs = runs[clients][RS]
+            rs = median([run["rps"] for run in rs_runs])
+            share = median([run["share_of_limit"] for run in rs_runs])
+            limit = median([run["limit_rps"] for run in rs_runs])
+            cost = median([run["request_cost_ms"] for run in rs_runs])
+            commit = median([run["wal_commit_ms"] for run in rs_runs])
+            target = {1: "(no target)", 8: "≥ 20×", 32: "≥ 20×"}.get(clients, "(no target)")
+            met = None if target == "(no target)" else rs / sd >= 20
             self.figures.add(
-                "schedule_rps",
-                f"schedule.json throughput, durable answers ({self.loadgen.tool} + Lua POST, "
-                f"{args.connections} connections)",
+                f"schedule_rps_{clients}",
+                f"schedule.json, durable answers, {clients} concurrent client{'s' if clients > 1 else ''}",
                 "req/s",
                 sd,
                 rs,
-                "≥ 20×",
-                rs / sd >= 20,
+                target,
+                met,
                 better="higher",
-                trials=rps,
-                note="Every slot held by an idle crawl, so jobs stay pending. Scrapyd commits each job to "
-                "its SQLite queue (rollback journal, synchronous=FULL); scrapyd-rs to WAL, synchronous=FULL, "
-                f"commits grouped. A 4 KiB write + fsync took {before:.2f} ms before, {after:.2f} ms after.",
+                trials={kind: [run["rps"] for run in runs[clients][kind]] for kind in KINDS},
+                rs_text=f"{fmt(rs, 'req/s')} ({share:.0%} of the limit, {limit:,.0f})",
+                note=f"limit = clients ÷ (WAL commit {commit:.3f} ms + request cost {cost:.3f} ms), per run; "
+                "request cost = the mean daemonstatus.json round trip at the same concurrency (clients ÷ its "
+                "req/s over 2 s, right after the run). p50/p99 latency, scrapyd-rs: "
+                f"{percentiles(rs_runs)}; Scrapyd: {percentiles(runs[clients][SD])}.",
             )
-        finally:
-            tarpit.close()
 
     SCHEDULE_BODY = "project=bench&spider=pages&base_url=http%3A%2F%2F127.0.0.1%3A9%2F"
 
@@ -1420,7 +1530,14 @@ def main():
         help="largest store Scrapyd's listjobs is run on, as it answers every stored job "
         "(default 100000; --full: 1000000)",
     )
-    parser.add_argument("--only", nargs="*", choices=["startup", "api", "memory", "latency", "listjobs"])
+    parser.add_argument(
+        "--schedule-clients",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32],
+        help="concurrent clients of the schedule.json runs (default 1 8 32)",
+    )
+    parser.add_argument("--only", nargs="*", choices=PHASES, help="run only these phases")
     args = parser.parse_args()
     if args.bulk_jobs is None:
         args.bulk_jobs = 100_000
