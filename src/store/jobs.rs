@@ -138,6 +138,26 @@ fn decode(parts: (Job, [String; 3])) -> StoreResult<Job> {
     Ok(job)
 }
 
+/// Takes the next counter of a spider, giving the spider its id at its
+/// first job: `(spider id, counter)`. One statement in the usual case.
+fn next_counter(connection: &Connection, project_id: i64, spider: &str) -> StoreResult<(i64, i64)> {
+    let mut bump = connection.prepare_cached(
+        "UPDATE spiders SET last_counter = last_counter + 1
+         WHERE project_id = ?1 AND name = ?2 RETURNING id, last_counter",
+    )?;
+    let bumped = |bump: &mut rusqlite::CachedStatement| {
+        bump.query_row(params![project_id, spider], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+    };
+    if let Some(found) = bumped(&mut bump)? {
+        return Ok(found);
+    }
+    spider_id_in(connection, project_id, spider)?;
+    bumped(&mut bump)?.ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
 /// Which jobs a listing wants.
 #[derive(Debug, Clone, Copy)]
 pub enum JobFilter<'a> {
@@ -170,70 +190,70 @@ impl Store {
 
     /// Adds a pending job, giving it the next counter of its spider.
     pub async fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
-        let new = new.clone();
-        self.write_async(move |connection| {
-            // Cached statements: this runs once per schedule, in the
-            // writer's critical path.
-            let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
-            let counter: i64 = connection
-                .prepare_cached(
-                    "UPDATE spiders SET last_counter = last_counter + 1
-                     WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
-                )?
-                .query_row(params![new.project_id, spider_id], |row| row.get(0))?;
-            let seq: i64 = connection
-                .prepare_cached(
-                    "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                                       state, priority, units, args, settings, tags, pending_time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
-                     RETURNING seq",
-                )?
-                .query_row(
-                    params![
-                        new.job_id,
-                        new.project_id,
-                        spider_id,
-                        counter,
-                        new.project,
-                        new.spider,
-                        new.version,
-                        new.priority,
-                        new.units,
-                        serde_json::to_string(&new.args)?,
-                        serde_json::to_string(&new.settings)?,
-                        serde_json::to_string(&new.tags)?,
-                        new.pending_time,
-                    ],
-                    |row| row.get(0),
-                )?;
-            Ok(Job {
-                seq,
-                job_id: new.job_id,
-                project_id: new.project_id,
-                spider_id,
-                counter,
-                project: new.project,
-                spider: new.spider,
-                version: new.version,
-                run_version: None,
-                state: JobState::Pending,
-                priority: new.priority,
-                units: new.units,
-                args: new.args,
-                settings: new.settings,
-                tags: new.tags,
-                pending_time: new.pending_time,
-                start_time: None,
-                end_time: None,
-                pid: None,
-                pid_start_ticks: None,
-                exit_code: None,
-                close_reason: None,
-                cancel_count: 0,
-                listed: true,
+        // Everything that does not need the write connection is done here,
+        // not in the writer's critical path: the JSON columns, the copies.
+        let args = serde_json::to_string(&new.args)?;
+        let settings = serde_json::to_string(&new.settings)?;
+        let tags = serde_json::to_string(&new.tags)?;
+        let row = new.clone();
+        let (seq, spider_id, counter, new) = self
+            .write_async(move |connection| {
+                let (spider_id, counter) =
+                    next_counter(connection, row.project_id, &row.spider)?;
+                let seq: i64 = connection
+                    .prepare_cached(
+                        "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
+                                           state, priority, units, args, settings, tags, pending_time)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13)
+                         RETURNING seq",
+                    )?
+                    .query_row(
+                        params![
+                            row.job_id,
+                            row.project_id,
+                            spider_id,
+                            counter,
+                            row.project,
+                            row.spider,
+                            row.version,
+                            row.priority,
+                            row.units,
+                            args,
+                            settings,
+                            tags,
+                            row.pending_time,
+                        ],
+                        |row| row.get(0),
+                    )?;
+                Ok((seq, spider_id, counter, row))
             })
+            .await?;
+        Ok(Job {
+            seq,
+            job_id: new.job_id,
+            project_id: new.project_id,
+            spider_id,
+            counter,
+            project: new.project,
+            spider: new.spider,
+            version: new.version,
+            run_version: None,
+            state: JobState::Pending,
+            priority: new.priority,
+            units: new.units,
+            args: new.args,
+            settings: new.settings,
+            tags: new.tags,
+            pending_time: new.pending_time,
+            start_time: None,
+            end_time: None,
+            pid: None,
+            pid_start_ticks: None,
+            exit_code: None,
+            close_reason: None,
+            cancel_count: 0,
+            listed: true,
         })
-        .await
     }
 
     pub fn job(&self, seq: i64) -> StoreResult<Option<Job>> {
