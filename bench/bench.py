@@ -45,7 +45,7 @@ TEST_PROJECT = REPO / "tests" / "testproject"
 VENV_BIN = Path(sys.executable).parent
 
 # The phases, in the order they run; `--only` picks some.
-PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs"]
+PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs", "pending"]
 
 SD = "scrapyd"  # Scrapyd 1.6.0
 RS = "scrapyd-rs"
@@ -574,6 +574,8 @@ def fmt(value, unit: str) -> str:
         return f"{value:,.0f} req/s"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "µs":
+        return f"{value:.3g} µs"
     return f"{value} {unit}"
 
 
@@ -1322,6 +1324,116 @@ class Bench:
             "scrapyd-rs returns the finished_to_keep (100) most recent: the pages differ by design."
         )
 
+    # --- a long queue, listed whole -------------------------------------
+
+    def fill_pending(self, daemons, count: int) -> dict:
+        """Brings both daemons to about `count` pending `pages` jobs, every
+        slot already held by an idle crawl. scrapyd-rs through schedule.json
+        at full speed (wrk, --connections); Scrapyd through one schedule.json
+        whose queue row is then copied (it schedules a few hundred durable
+        jobs a second). Answers the pending count of each."""
+        rs = daemons[RS]
+        self.schedule_until(rs, f"http://127.0.0.1:{rs.port}/schedule.json", count)
+        sd = daemons[SD]
+        sd.schedule(project="bench", spider="pages", base_url="http://127.0.0.1:9/")
+        fill_scrapyd_queue(sd.root / "dbs", "bench", count)
+        counts = {kind: daemons[kind].status_counts()["pending"] for kind in KINDS}
+        log(f"pending jobs: {counts}")
+        return counts
+
+    def phase_pending(self):
+        """listjobs.json?project=bench with a long queue of pending jobs,
+        ten times per daemon: the time per job listed, and what the ten
+        listings left in the daemon's memory."""
+        args = self.args
+        daemons = self.pair("pending")
+        tarpit = Tarpit()
+        results = {kind: {"times_s": []} for kind in KINDS}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            for kind in KINDS:
+                results[kind]["idle_mib"] = daemons[kind].rss()["VmRSS"] / 1024
+            pending = self.fill_pending(daemons, args.pending_jobs)
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                results[kind]["pending"] = pending[kind]
+                results[kind]["before_mib"] = daemon.rss()["VmRSS"] / 1024
+                results[kind]["peak_reset"] = reset_peak_memory(daemon.pid)
+            path = "/listjobs.json?project=bench"
+            for listing in range(args.listings):
+                for kind in self.trial_order(listing):
+                    status, seconds, body = raw_get(daemons[kind].port, path)
+                    if status != 200:
+                        raise RuntimeError(f"{kind}: listjobs.json answered HTTP {status}: {body[:300]!r}")
+                    results[kind]["times_s"].append(seconds)
+                    results[kind]["bytes"] = len(body)
+                    if listing == 0:
+                        listed = len(json.loads(body)["pending"])
+                        if listed != pending[kind]:
+                            raise RuntimeError(f"{kind}: listed {listed} pending jobs of {pending[kind]}")
+            for kind in KINDS:
+                time.sleep(1)
+                memory = daemons[kind].rss()
+                results[kind]["after_mib"] = memory["VmRSS"] / 1024
+                results[kind]["peak_mib"] = memory["VmHWM"] / 1024
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["pending_listing"] = results
+        per_job = {kind: median(results[kind]["times_s"]) / results[kind]["pending"] * 1e6 for kind in KINDS}
+        sd, rs = per_job[SD], per_job[RS]
+
+        def listing_text(kind):
+            r = results[kind]
+            return (f"{fmt(per_job[kind], 'µs')} ({fmt(median(r['times_s']) * 1000, 'ms')} a listing of "
+                    f"{r['pending']:,}, {r['bytes'] / MB:.1f} MiB)")
+
+        self.figures.add(
+            "pending_listing_us_per_job",
+            f"listjobs.json?project=… with {args.pending_jobs:,} pending jobs: time per job",
+            "µs",
+            sd,
+            rs,
+            "≤ 1 µs, ≥ 10× faster",
+            rs <= 1 and sd / rs >= 10,
+            trials={kind: results[kind]["times_s"] for kind in KINDS},
+            scrapyd_text=listing_text(SD),
+            rs_text=listing_text(RS),
+            note=f"Median of {args.listings} listings per daemon, interleaved, each over a fresh connection, "
+            "from connecting to the last byte (read whole, then decoded and counted once). Every slot holds an "
+            "idle crawl; scrapyd-rs's queue was filled through schedule.json at full speed, Scrapyd's by one "
+            "schedule.json whose queue row was copied with fresh job ids (the rows Scrapyd itself writes).",
+        )
+        delta = {kind: results[kind]["after_mib"] - results[kind]["before_mib"] for kind in KINDS}
+
+        def memory_text(kind):
+            r = results[kind]
+            return f"{delta[kind]:+.1f} MiB ({r['before_mib']:.1f} → {r['after_mib']:.1f})"
+
+        self.figures.add(
+            "pending_listing_rss",
+            f"memory after {args.listings} such listings, minus before (VmRSS)",
+            "MiB",
+            delta[SD],
+            delta[RS],
+            "≤ 32 MiB",
+            delta[RS] <= 32,
+            scrapyd_text=memory_text(SD),
+            rs_text=memory_text(RS),
+            ratio_text="–",
+            note="'before' is the daemon idle with the queue filled, just before the first listing. Peak during "
+            f"the listings: scrapyd-rs {results[RS]['peak_mib']:.1f} MiB, Scrapyd {results[SD]['peak_mib']:.1f} MiB; "
+            f"idle before the queue was filled: scrapyd-rs {results[RS]['idle_mib']:.1f} MiB, "
+            f"Scrapyd {results[SD]['idle_mib']:.1f} MiB.",
+        )
+
+
 
 def first_200_any(port: int, process: subprocess.Popen) -> float:
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -1338,6 +1450,89 @@ def first_200_any(port: int, process: subprocess.Popen) -> float:
             pass
         time.sleep(0.005)
     raise RuntimeError("hyper-baseline did not answer")
+
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP for the hostile cases: fresh connections, exact timings
+# --------------------------------------------------------------------------
+
+
+def raw_get(port: int, path: str, timeout: float = 600) -> tuple[int | None, float, bytes]:
+    """GET `path` over a fresh connection (`Connection: close`); answers
+    (status, seconds from connecting to the last byte, body with any chunked
+    encoding undone). The body is read whole before it is decoded, so the
+    timing is the daemon's and the wire's, not the parser's."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        parts = []
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            parts.append(data)
+    seconds = time.perf_counter() - started
+    head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+    status = parse_status(head)
+    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        body = dechunk(body)
+    return status, seconds, body
+
+
+def parse_status(head: bytes) -> int | None:
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(match.group(1)) if match else None
+
+
+def dechunk(data: bytes) -> bytes:
+    """Undoes HTTP/1.1 chunked transfer encoding."""
+    out, position = [], 0
+    while True:
+        end = data.index(b"\r\n", position)
+        size = int(data[position:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2 : end + 2 + size])
+        position = end + 2 + size + 2
+
+
+def reset_peak_memory(pid: int) -> bool:
+    """Resets the process's VmHWM to its current VmRSS (Linux 4.0+), so that
+    VmHWM read later is the peak of what happened in between."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def fill_scrapyd_queue(dbs: Path, project: str, count: int) -> int:
+    """Brings Scrapyd's queue of `project` (its SqliteSpiderQueue,
+    dbs/<project>.db) to `count` pending jobs, copying the one job already in
+    it, scheduled through schedule.json, with a fresh `_job` id each (Scrapyd
+    names jobs uuid1().hex): the rows are exactly what Scrapyd writes, only
+    written in one transaction instead of one durable commit each."""
+    connection = sqlite3.connect(dbs / f"{project}.db", timeout=60)
+    rows = connection.execute("SELECT priority, message FROM spider_queue").fetchall()
+    if not rows:
+        raise RuntimeError("Scrapyd's queue is empty: nothing to copy")
+    priority, message = rows[0]
+    template = json.loads(bytes(message).decode("ascii"))
+
+    def copies():
+        for _ in range(count - len(rows)):
+            copy = dict(template)
+            copy["_job"] = uuid.uuid1().hex
+            yield priority, sqlite3.Binary(json.dumps(copy).encode("ascii"))
+
+    with connection:
+        connection.executemany("INSERT INTO spider_queue (priority, message) VALUES (?, ?)", copies())
+    total = connection.execute("SELECT count(*) FROM spider_queue").fetchone()[0]
+    connection.close()
+    return total
+
 
 
 # --------------------------------------------------------------------------
@@ -1537,6 +1732,8 @@ def main():
         default=[1, 8, 32],
         help="concurrent clients of the schedule.json runs (default 1 8 32)",
     )
+    parser.add_argument("--pending-jobs", type=int, default=100_000, help="pending jobs listed by the pending phase")
+    parser.add_argument("--listings", type=int, default=10, help="listings per daemon in the pending phase")
     parser.add_argument("--only", nargs="*", choices=PHASES, help="run only these phases")
     args = parser.parse_args()
     if args.bulk_jobs is None:
