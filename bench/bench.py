@@ -45,7 +45,7 @@ TEST_PROJECT = REPO / "tests" / "testproject"
 VENV_BIN = Path(sys.executable).parent
 
 # The phases, in the order they run; `--only` picks some.
-PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs", "pending"]
+PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs", "pending", "slowloris", "bigbody", "slowreader"]
 
 SD = "scrapyd"  # Scrapyd 1.6.0
 RS = "scrapyd-rs"
@@ -1433,6 +1433,258 @@ class Bench:
             f"Scrapyd {results[SD]['idle_mib']:.1f} MiB.",
         )
 
+    # --- a slowloris crowd ------------------------------------------------
+
+    def phase_slowloris(self):
+        """Health checks over fresh connections while a crowd of connections
+        trickles header lines (bench/crowd.py, in its own process), each
+        opened again at once when the daemon cuts it. max_connections is
+        scrapyd-rs's default (1000); Scrapyd has no such limit."""
+        args = self.args
+        daemons = self.pair("slowloris")
+        results = {}
+        for kind in KINDS:
+            daemon = daemons[kind]
+            daemon.start()
+            daemon.client.close()
+            time.sleep(0.5)
+            reset_peak_memory(daemon.pid)
+            crowd = subprocess.Popen(
+                [sys.executable, str(BENCH / "crowd.py"), "--port", str(daemon.port),
+                 "--connections", str(args.slowloris_connections), "--interval", "1"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                ready = wait_for_line(crowd, "ready", 60)
+                time.sleep(1)
+                checks = []
+                for _ in range(args.health_checks):
+                    checks.append(health_check(daemon.port, 10))
+                    time.sleep(0.1)
+            finally:
+                crowd.send_signal(signal.SIGTERM)
+                try:
+                    output, _ = crowd.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    crowd.kill()
+                    output, _ = crowd.communicate()
+            lines = [line for line in output.splitlines() if line.startswith("{")]
+            memory = daemon.rss()
+            results[kind] = {
+                "checks": checks,
+                **latency_summary(checks),
+                "crowd_ready": ready,
+                "crowd": json.loads(lines[-1]) if lines else None,
+                "peak_mib": memory["VmHWM"] / 1024,
+            }
+            daemon.stop()
+        self.details["slowloris"] = results
+        sd, rs = results[SD], results[RS]
+
+        def text(r):
+            crowd = r["crowd"] or {}
+            return (f"{latency_text(r)} ({crowd.get('opened', 0):,} connections opened, "
+                    f"{crowd.get('cut', 0):,} cut)")
+
+        self.figures.add(
+            "slowloris_health_worst_ms",
+            f"daemonstatus.json during {args.slowloris_connections:,} slowloris connections "
+            f"(fresh connection, {args.health_checks} checks)",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "worst ≤ 100 ms",
+            rs["worst_ms"] <= 100 and rs["failed"] == 0,
+            scrapyd_text=text(sd),
+            rs_text=text(rs),
+            note="Each crowd connection sends a request line and a header, then a header line every 0.5–1.5 s, "
+            "and is opened again at once when the daemon closes it. The checks start 1 s after every crowd "
+            "connection has been opened once, 0.1 s apart, each timed from connecting to the last byte "
+            f"(10 s timeout). Peak memory during it: scrapyd-rs {rs['peak_mib']:.1f} MiB, Scrapyd "
+            f"{sd['peak_mib']:.1f} MiB." + ("" if sd["crowd_ready"] and rs["crowd_ready"] else
+                                           " The crowd did not get every connection opened within 60 s."),
+        )
+
+    # --- huge bodies, and clients that never read ---------------------------
+
+    def phase_bigbody(self):
+        """Eight concurrent schedule.json requests with a 250 MiB form body
+        each, health checks running meanwhile; the daemon's peak memory."""
+        args = self.args
+        daemons = self.pair("bigbody")
+        tarpit = Tarpit()
+        size = args.big_body_mib * MB
+        prefix = b"project=bench&spider=pages&base_url=http%3A%2F%2F127.0.0.1%3A9%2F&blob="
+        body = memoryview(prefix + b"a" * (size - len(prefix)))
+        results = {}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                before = daemon.rss()["VmRSS"] / 1024
+                reset_peak_memory(daemon.pid)
+                checks = HealthChecks(daemon.port)
+                checks.start()
+                started = time.perf_counter()
+                clients = [None] * args.big_bodies
+
+                def send(index, port=daemon.port):
+                    clients[index] = send_big_body(port, body, 1800)
+
+                senders = [threading.Thread(target=send, args=(i,)) for i in range(args.big_bodies)]
+                for sender in senders:
+                    sender.start()
+                for sender in senders:
+                    sender.join()
+                seconds = time.perf_counter() - started
+                checked = checks.stop()
+                results[kind] = {
+                    "before_mib": before,
+                    "peak_mib": daemon.rss()["VmHWM"] / 1024,
+                    "seconds": seconds,
+                    "clients": clients,
+                    "statuses": [client["status"] for client in clients],
+                    **latency_summary(checked),
+                }
+                log(f"{kind}: {args.big_bodies} bodies of {args.big_body_mib} MiB: {results[kind]['statuses']}, "
+                    f"peak {results[kind]['peak_mib']:.0f} MiB, {seconds:.1f} s")
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+            # Scrapyd queued every body: gigabytes of SQLite.
+            shutil.rmtree(daemons[SD].root, ignore_errors=True)
+        self.details["bigbody"] = results
+
+        def outcome(kind):
+            r = results[kind]
+            statuses = r["statuses"]
+            common = max(set(statuses), key=statuses.count)
+            told = f"{statuses.count(common)} × HTTP {common}" if common else f"{statuses.count(None)} × no answer"
+            if len(set(statuses)) > 1:
+                told += ", " + ", ".join(f"{s}" for s in statuses if s != common)
+            return told, r
+
+        for kind in KINDS:
+            told, r = outcome(kind)
+            r["told"] = told
+        sd, rs = results[SD], results[RS]
+        label = f"{args.big_bodies} concurrent {args.big_body_mib} MiB schedule.json bodies"
+        self.figures.add(
+            "bigbody_peak_mib",
+            f"peak memory (VmHWM), {label}",
+            "MiB",
+            sd["peak_mib"],
+            rs["peak_mib"],
+            "bounded (413 past max_request_body_size)",
+            rs["peak_mib"] <= rs["before_mib"] + 32 and all(s == 413 for s in rs["statuses"]),
+            scrapyd_text=f"{fmt(sd['peak_mib'], 'MiB')} ({sd['told']}, {sd['seconds']:.0f} s)",
+            rs_text=f"{fmt(rs['peak_mib'], 'MiB')} ({rs['told']}, {rs['seconds']:.1f} s)",
+            note=f"Idle before: scrapyd-rs {rs['before_mib']:.1f} MiB, Scrapyd {sd['before_mib']:.1f} MiB. "
+            "Each client sends the headers (Content-Length announced), then the body, while reading the answer. "
+            "Every slot holds an idle crawl, so what Scrapyd accepts stays pending; its folder is deleted after.",
+        )
+        self.figures.add(
+            "bigbody_health_worst_ms",
+            f"daemonstatus.json meanwhile ({label})",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "(no target)",
+            None,
+            scrapyd_text=latency_text(sd),
+            rs_text=latency_text(rs),
+            note="A check over a fresh connection every 0.1 s while the bodies are sent and answered.",
+        )
+
+    def phase_slowreader(self):
+        """Clients that ask for listjobs.json of a long queue and never read
+        the answer, health checks meanwhile; the daemon's peak memory."""
+        args = self.args
+        daemons = self.pair("slowreader")
+        tarpit = Tarpit()
+        results = {}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            pending = self.fill_pending(daemons, args.slow_reader_jobs)
+            request = b"GET /listjobs.json?project=bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                before = daemon.rss()["VmRSS"] / 1024
+                reset_peak_memory(daemon.pid)
+                checks = HealthChecks(daemon.port)
+                checks.start()
+                readers = []
+                for _ in range(args.slow_readers):
+                    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+                    sock.sendall(request)
+                    readers.append(sock)
+                time.sleep(args.slow_reader_seconds)
+                during = latency_summary(list(checks.checks))
+                for sock in readers:
+                    sock.close()
+                checked = checks.stop()
+                results[kind] = {
+                    "pending": pending[kind],
+                    "before_mib": before,
+                    "peak_mib": daemon.rss()["VmHWM"] / 1024,
+                    "during_hold": during,
+                    **latency_summary(checked),
+                }
+                log(f"{kind}: {args.slow_readers} slow readers: peak {results[kind]['peak_mib']:.0f} MiB, "
+                    f"health {latency_text(results[kind])}")
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["slowreader"] = results
+        sd, rs = results[SD], results[RS]
+        label = f"{args.slow_readers} clients that never read listjobs.json ({rs['pending']:,} pending jobs)"
+
+        def slow_text(r):
+            per_client = (r["peak_mib"] - r["before_mib"]) / args.slow_readers
+            return f"{fmt(r['peak_mib'], 'MiB')} (idle {r['before_mib']:.1f}; {per_client:.2f} MiB a client)"
+
+        self.figures.add(
+            "slowreader_peak_mib",
+            f"peak memory (VmHWM), {label}",
+            "MiB",
+            sd["peak_mib"],
+            rs["peak_mib"],
+            "(no target)",
+            None,
+            scrapyd_text=slow_text(sd),
+            rs_text=slow_text(rs),
+            note=f"The clients send the request, keep the connection open {args.slow_reader_seconds:g} s without "
+            "reading a byte, then close it. Scrapyd's queue: one schedule.json whose row was copied, as in "
+            f"the pending phase ({sd['pending']:,} jobs).",
+        )
+        self.figures.add(
+            "slowreader_health_worst_ms",
+            f"daemonstatus.json meanwhile ({args.slow_readers} clients that never read)",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "≤ 100 ms",
+            rs["worst_ms"] <= 100 and rs["failed"] == 0,
+            scrapyd_text=latency_text(sd),
+            rs_text=latency_text(rs),
+            note="A check over a fresh connection every 0.1 s from the first request until the daemon has "
+            "answered one after the clients left (120 s timeout each); checks that ended while the clients "
+            f"were connected: scrapyd-rs {latency_text(rs['during_hold'])} ({rs['during_hold']['count']}), "
+            f"Scrapyd {latency_text(sd['during_hold'])} ({sd['during_hold']['count']}).",
+        )
 
 
 def first_200_any(port: int, process: subprocess.Popen) -> float:
@@ -1480,6 +1732,24 @@ def raw_get(port: int, path: str, timeout: float = 600) -> tuple[int | None, flo
     return status, seconds, body
 
 
+def wait_for_line(process: subprocess.Popen, wanted: str, timeout: float) -> bool:
+    """Reads the process's stdout lines until one equals `wanted`; False if
+    it does not come within `timeout` seconds or the process ends."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            break
+        line = process.stdout.readline()
+        if not line:
+            return False
+        if line.strip() == wanted:
+            return True
+    return False
+
+
 def parse_status(head: bytes) -> int | None:
     match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
     return int(match.group(1)) if match else None
@@ -1495,6 +1765,56 @@ def dechunk(data: bytes) -> bytes:
             return b"".join(out)
         out.append(data[end + 2 : end + 2 + size])
         position = end + 2 + size + 2
+
+
+def health_check(port: int, timeout: float) -> dict:
+    """One daemonstatus.json over a fresh connection: milliseconds from
+    connecting to the last byte of the answer, and its status; a check that
+    fails or times out counts as `timeout` seconds."""
+    started = time.perf_counter()
+    try:
+        status, seconds, _ = raw_get(port, "/daemonstatus.json", timeout)
+        return {"ms": seconds * 1000, "status": status}
+    except OSError as error:
+        return {"ms": max(time.perf_counter() - started, timeout) * 1000, "status": None, "error": repr(error)}
+
+
+class HealthChecks(threading.Thread):
+    """daemonstatus.json over a fresh connection every `interval` seconds
+    until stopped; `stop` lets the check in flight finish."""
+
+    def __init__(self, port: int, interval: float = 0.1, timeout: float = 120):
+        super().__init__(daemon=True)
+        self.port, self.interval, self.timeout = port, interval, timeout
+        self.checks: list[dict] = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.checks.append(health_check(self.port, self.timeout))
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> list[dict]:
+        self.stopping.set()
+        self.join()
+        return self.checks
+
+
+def latency_summary(checks: list[dict]) -> dict:
+    times = [check["ms"] for check in checks]
+    return {
+        "count": len(checks),
+        "worst_ms": max(times) if times else None,
+        "median_ms": median(times),
+        "failed": sum(1 for check in checks if check["status"] != 200),
+    }
+
+
+def latency_text(summary: dict) -> str:
+    text = f"worst {fmt(summary['worst_ms'], 'ms')}, median {fmt(summary['median_ms'], 'ms')}"
+    if summary["failed"]:
+        text += f", {summary['failed']} of {summary['count']} failed"
+    return text
 
 
 def reset_peak_memory(pid: int) -> bool:
@@ -1533,6 +1853,48 @@ def fill_scrapyd_queue(dbs: Path, project: str, count: int) -> int:
     connection.close()
     return total
 
+
+def send_big_body(port: int, body: memoryview, timeout: float) -> dict:
+    """POSTs `body` to schedule.json as a form, reading the answer while it
+    sends (a daemon may answer and close before the body is through)."""
+    result = {"sent": 0, "status": None}
+    received = []
+    started = time.perf_counter()
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as error:
+        return {**result, "error": repr(error), "seconds": time.perf_counter() - started}
+
+    def read():
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                received.append(data)
+        except OSError as error:
+            result["read_error"] = repr(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        sock.sendall(
+            b"POST /schedule.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for offset in range(0, len(body), MB):
+            sock.sendall(body[offset : offset + MB])
+            result["sent"] = offset + len(body[offset : offset + MB])
+    except OSError as error:
+        result["send_error"] = repr(error)
+    reader.join(timeout)
+    sock.close()
+    answer = b"".join(received)
+    result["status"] = parse_status(answer)
+    result["answer"] = answer.partition(b"\r\n\r\n")[2][:200].decode(errors="replace")
+    result["seconds"] = time.perf_counter() - started
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -1734,6 +2096,13 @@ def main():
     )
     parser.add_argument("--pending-jobs", type=int, default=100_000, help="pending jobs listed by the pending phase")
     parser.add_argument("--listings", type=int, default=10, help="listings per daemon in the pending phase")
+    parser.add_argument("--slowloris-connections", type=int, default=1100)
+    parser.add_argument("--health-checks", type=int, default=50, help="health checks during the slowloris crowd")
+    parser.add_argument("--big-bodies", type=int, default=8, help="concurrent huge schedule.json bodies")
+    parser.add_argument("--big-body-mib", type=int, default=250, help="size of each huge body, MiB")
+    parser.add_argument("--slow-readers", type=int, default=50, help="clients that never read their listjobs.json")
+    parser.add_argument("--slow-reader-jobs", type=int, default=62_500, help="pending jobs during the slow readers")
+    parser.add_argument("--slow-reader-seconds", type=float, default=20, help="how long the slow readers hold on")
     parser.add_argument("--only", nargs="*", choices=PHASES, help="run only these phases")
     args = parser.parse_args()
     if args.bulk_jobs is None:
