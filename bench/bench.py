@@ -44,6 +44,9 @@ REPO = BENCH.parent
 TEST_PROJECT = REPO / "tests" / "testproject"
 VENV_BIN = Path(sys.executable).parent
 
+# The phases, in the order they run; `--only` picks some.
+PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs", "pending", "slowloris", "bigbody", "slowreader"]
+
 SD = "scrapyd"  # Scrapyd 1.6.0
 RS = "scrapyd-rs"
 KINDS = (SD, RS)
@@ -428,21 +431,33 @@ class LoadGenerator:
         version = subprocess.run([tool, "--version"], capture_output=True, text=True)
         self.version = (version.stdout + version.stderr).strip().splitlines()[0] if version.returncode in (0, 1) else tool
 
-    def run(self, url: str, duration: float, post_body: str | None = None, limit: int = 0, stop_when=None) -> dict:
+    def run(
+        self,
+        url: str,
+        duration: float,
+        post_body: str | None = None,
+        limit: int = 0,
+        stop_when=None,
+        connections: int | None = None,
+    ) -> dict:
         """Loads `url` for `duration` seconds with GET, or POST of a form
-        body. With `limit`, stops after about that many answers; with
+        body, over `connections` connections (default: --connections).
+        With `limit`, stops after about that many answers; with
         `stop_when`, a function polled every 0.2 s, stops when it says so."""
+        connections = connections or self.connections
         if self.tool == "wrk":
-            return self._wrk(url, duration, post_body, limit, stop_when)
-        return self._oha(url, duration, post_body, limit)
+            return self._wrk(url, duration, post_body, limit, stop_when, connections)
+        return self._oha(url, duration, post_body, limit, connections)
 
-    def _wrk(self, url, duration, post_body, limit, stop_when):
-        command = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    def _wrk(self, url, duration, post_body, limit, stop_when, connections):
+        # wrk needs at least one connection per thread.
+        threads = min(self.threads, connections)
+        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
         env = dict(os.environ)
         if post_body is not None:
             command += ["-s", str(BENCH / "schedule.lua")]
             env["BENCH_BODY"] = post_body
-            env["BENCH_LIMIT_PER_THREAD"] = str(math.ceil(limit / self.threads) if limit else 0)
+            env["BENCH_LIMIT_PER_THREAD"] = str(math.ceil(limit / threads) if limit else 0)
         command.append(url)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if stop_when is not None:
@@ -472,8 +487,8 @@ class LoadGenerator:
             result["ok"], result["bad"] = int(match.group(1)), int(match.group(2))
         return result
 
-    def _oha(self, url, duration, post_body, limit):
-        command = ["oha", "--no-tui", "-c", str(self.connections)]
+    def _oha(self, url, duration, post_body, limit, connections):
+        command = ["oha", "--no-tui", "-c", str(connections)]
         command += ["-n", str(limit)] if limit else ["-z", f"{max(1, round(duration))}s"]
         if post_body is not None:
             command += ["-m", "POST", "-d", post_body, "-T", "application/x-www-form-urlencoded"]
@@ -559,6 +574,8 @@ def fmt(value, unit: str) -> str:
         return f"{value:,.0f} req/s"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "µs":
+        return f"{value:.3g} µs"
     return f"{value} {unit}"
 
 
@@ -691,13 +708,7 @@ class Bench:
         self.big_egg = build_egg(self.work, "testproject-20mb", blob_bytes=20 * MB).read_bytes()
         self.details["egg_bytes"] = len(self.egg)
         self.details["big_egg_bytes"] = len(self.big_egg)
-        phases = [
-            ("startup", self.phase_startup),
-            ("api", self.phase_api),
-            ("memory", self.phase_memory),
-            ("latency", self.phase_latency),
-            ("listjobs", self.phase_listjobs),
-        ]
+        phases = [(name, getattr(self, f"phase_{name}")) for name in PHASES]
         try:
             for name, phase in phases:
                 if args.only and name not in args.only:
@@ -765,7 +776,6 @@ class Bench:
         self.listspiders(daemons)
         self.addversion(daemons)
         self.daemonstatus_rps(daemons)
-        self.schedule_rps_and_memory(daemons)
         for daemon in daemons.values():
             daemon.stop()
 
@@ -917,67 +927,169 @@ class Bench:
                 timeout=60,
             )
 
-    def fsync_probe(self, label: str, count: int = 200) -> float:
-        """Median time of a 4 KiB write + fsync in the work folder: how
-        expensive a durable commit is on this disk right now (it varies a
-        lot on a shared VM, and schedule.json throughput with it)."""
-        path = self.work / "fsync-probe"
+    # --- schedule.json by concurrency, next to the disk's commit latency ---
+
+    def disk_probe(self, count: int = 100) -> dict:
+        """How expensive a durable commit is on the work folder's disk right
+        now (it varies a lot on a shared VM, and schedule.json throughput
+        with it). Medians of `count` tries of:
+
+        - `fsync_ms`: a 4 KiB write + fsync inside a file that already has
+          its blocks (as a running daemon's WAL does: it is rewritten in
+          place after each checkpoint, not grown);
+        - `wal_commit_ms`: SQLite's own commit of a one-row insert, WAL
+          mode, synchronous=FULL, the WAL already grown and restarted (a
+          running scrapyd-rs's steady state; one WAL flush a commit);
+        - `rollback_commit_ms`: the same with the default rollback journal
+          (Scrapyd's queue: a journal file created, flushed and deleted, the
+          database flushed, every commit)."""
+        result = {}
+        path = self.work / "disk-probe"
         times = []
         with open(path, "wb") as probe:
-            for _ in range(count):
+            probe.write(bytes(64 * 4096))
+            probe.flush()
+            os.fsync(probe.fileno())
+            for attempt in range(count):
                 started = time.perf_counter()
+                probe.seek((attempt % 64) * 4096)
                 probe.write(os.urandom(4096))
                 probe.flush()
                 os.fsync(probe.fileno())
                 times.append((time.perf_counter() - started) * 1000)
         path.unlink()
-        value = median(times)
-        self.details.setdefault("fsync_ms", {})[label] = value
-        return value
+        result["fsync_ms"] = median(times)
+        for key, mode, tries in (("wal_commit_ms", "WAL", count), ("rollback_commit_ms", "DELETE", count // 2)):
+            database = self.work / "disk-probe.sqlite"
+            connection = sqlite3.connect(database, isolation_level=None)
+            connection.execute(f"PRAGMA journal_mode = {mode}")
+            connection.execute("CREATE TABLE IF NOT EXISTS probe (value BLOB)")
+            if mode == "WAL":
+                # Grow the WAL past what the probe writes, then restart it:
+                # the timed commits rewrite it in place.
+                connection.execute("PRAGMA synchronous = OFF")
+                for _ in range(2 * tries):
+                    connection.execute("INSERT INTO probe VALUES (?)", (os.urandom(100),))
+                connection.execute("PRAGMA wal_checkpoint(RESTART)")
+            connection.execute("PRAGMA synchronous = FULL")
+            times = []
+            for attempt in range(tries + 5):  # 5 warm-up commits
+                started = time.perf_counter()
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("INSERT INTO probe VALUES (?)", (os.urandom(100),))
+                connection.execute("COMMIT")
+                if attempt >= 5:
+                    times.append((time.perf_counter() - started) * 1000)
+            connection.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
+            result[key] = median(times)
+        return result
 
-    def schedule_rps_and_memory(self, daemons):
+    def phase_schedule(self):
+        """schedule.json at 1, 8 and 32 concurrent clients on both daemons,
+        every slot held by an idle crawl so the jobs stay pending; the disk
+        probed before every run. scrapyd-rs's figure is also given as a
+        share of what its clients could reach if every answer waited for
+        exactly one commit: clients ÷ (commit latency + request cost)."""
         args = self.args
+        daemons = self.pair("schedule")
         tarpit = Tarpit()
-        before = self.fsync_probe("before schedule.json load")
+        body = self.SCHEDULE_BODY
+        urls = {kind: f"http://127.0.0.1:{daemons[kind].port}/schedule.json" for kind in KINDS}
+        status_url = f"http://127.0.0.1:{daemons[RS].port}/daemonstatus.json"
+        runs = {}
         try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
             self.occupy_slots(daemons, tarpit)
-            body = self.SCHEDULE_BODY
             for kind in KINDS:  # warm-up
-                self.loadgen.run(f"http://127.0.0.1:{daemons[kind].port}/schedule.json", 1, post_body=body)
-            rps = {kind: [] for kind in KINDS}
-            runs = {kind: [] for kind in KINDS}
-            for trial in range(args.rps_trials):
-                for kind in self.trial_order(trial):
-                    result = self.loadgen.run(
-                        f"http://127.0.0.1:{daemons[kind].port}/schedule.json", args.duration, post_body=body
-                    )
-                    if result.get("bad") or result["non_2xx"] or result["socket_errors"]:
-                        self.notes.append(
-                            f"schedule load on {kind}: {result.get('bad', 0)} answers not ok, "
-                            f"{result['non_2xx']} non-2xx, {result['socket_errors']} socket errors"
+                self.loadgen.run(urls[kind], 1, post_body=body)
+            for clients in args.schedule_clients:
+                runs[clients] = {kind: [] for kind in KINDS}
+                for trial in range(args.rps_trials):
+                    for kind in self.trial_order(trial):
+                        disk_before = self.disk_probe()
+                        result = self.loadgen.run(urls[kind], args.duration, post_body=body, connections=clients)
+                        if result.get("bad") or result["non_2xx"] or result["socket_errors"]:
+                            self.notes.append(
+                                f"schedule load on {kind} ({clients} clients): {result.get('bad', 0)} answers "
+                                f"not ok, {result['non_2xx']} non-2xx, {result['socket_errors']} socket errors"
+                            )
+                        run = {k: v for k, v in result.items() if k != "tool_output"}
+                        if kind == RS:
+                            # The request's own cost at this concurrency: the
+                            # mean round trip of a request that waits for
+                            # nothing (Little's law: clients ÷ throughput).
+                            status = self.loadgen.run(status_url, 2, connections=clients)
+                            run["request_cost_ms"] = clients / status["rps"] * 1000
+                        # The disk drifts: the run gets the mean of the probes
+                        # taken just before and just after it.
+                        disk_after = self.disk_probe()
+                        disk = {key: (disk_before[key] + disk_after[key]) / 2 for key in disk_before}
+                        run.update(disk, disk_before=disk_before, disk_after=disk_after)
+                        if kind == RS:
+                            limit = clients / ((disk["wal_commit_ms"] + run["request_cost_ms"]) / 1000)
+                            run.update(limit_rps=limit, share_of_limit=result["rps"] / limit)
+                        runs[clients][kind].append(run)
+                        log(
+                            f"{kind}, {clients} clients: {result['rps']:,.0f} req/s; WAL commit "
+                            f"{disk['wal_commit_ms']:.2f} ms, fsync {disk['fsync_ms']:.2f} ms"
+                            + (f"; {run['share_of_limit']:.0%} of {run['limit_rps']:,.0f}" if kind == RS else "")
                         )
-                    rps[kind].append(result["rps"])
-                    runs[kind].append({k: v for k, v in result.items() if k != "tool_output"})
-            self.details["schedule_runs"] = runs
-            after = self.fsync_probe("after schedule.json load")
-            sd, rs = median(rps[SD]), median(rps[RS])
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["schedule_runs"] = runs
+        every = [run for by_kind in runs.values() for kind_runs in by_kind.values() for run in kind_runs]
+        disk = {key: median([run[key] for run in every]) for key in ("fsync_ms", "wal_commit_ms", "rollback_commit_ms")}
+        self.figures.add(
+            "commit_latency",
+            "disk: one durable SQLite commit in the work folder, synchronous=FULL (median)",
+            "ms",
+            disk["rollback_commit_ms"],
+            disk["wal_commit_ms"],
+            "(measured)",
+            None,
+            scrapyd_text=f"rollback journal {fmt(disk['rollback_commit_ms'], 'ms')}",
+            rs_text=f"WAL {fmt(disk['wal_commit_ms'], 'ms')} (4 KiB rewrite + fsync {fmt(disk['fsync_ms'], 'ms')})",
+            note="Probed just before and just after every schedule.json run (a one-row insert and its commit "
+            f"from Python's sqlite3, 100 commits a probe, 50 with the rollback journal; the plain-file fsync "
+            f"100 times), {2 * len(every)} probes in all; each run is given the mean of its two. Scrapyd's queue is a "
+            "rollback-journal database, so each of its schedules pays the left figure; a scrapyd-rs group "
+            "commit pays the WAL figure once for all the jobs in it.",
+        )
+        def percentiles(kind_runs):
+            return "/".join(fmt(median([run[key] for run in kind_runs]), "ms") for key in ("p50_ms", "p99_ms"))
+
+        for clients in args.schedule_clients:
+            sd = median([run["rps"] for run in runs[clients][SD]])
+            rs_runs = runs[clients][RS]
+            rs = median([run["rps"] for run in rs_runs])
+            share = median([run["share_of_limit"] for run in rs_runs])
+            limit = median([run["limit_rps"] for run in rs_runs])
+            cost = median([run["request_cost_ms"] for run in rs_runs])
+            commit = median([run["wal_commit_ms"] for run in rs_runs])
+            target = {1: "(no target)", 8: "≥ 20×", 32: "≥ 20×"}.get(clients, "(no target)")
+            met = None if target == "(no target)" else rs / sd >= 20
             self.figures.add(
-                "schedule_rps",
-                f"schedule.json throughput, durable answers ({self.loadgen.tool} + Lua POST, "
-                f"{args.connections} connections)",
+                f"schedule_rps_{clients}",
+                f"schedule.json, durable answers, {clients} concurrent client{'s' if clients > 1 else ''}",
                 "req/s",
                 sd,
                 rs,
-                "≥ 20×",
-                rs / sd >= 20,
+                target,
+                met,
                 better="higher",
-                trials=rps,
-                note="Every slot held by an idle crawl, so jobs stay pending. Scrapyd commits each job to "
-                "its SQLite queue (rollback journal, synchronous=FULL); scrapyd-rs to WAL, synchronous=FULL, "
-                f"commits grouped. A 4 KiB write + fsync took {before:.2f} ms before, {after:.2f} ms after.",
+                trials={kind: [run["rps"] for run in runs[clients][kind]] for kind in KINDS},
+                rs_text=f"{fmt(rs, 'req/s')} ({share:.0%} of the limit, {limit:,.0f})",
+                note=f"limit = clients ÷ (WAL commit {commit:.3f} ms + request cost {cost:.3f} ms), per run; "
+                "request cost = the mean daemonstatus.json round trip at the same concurrency (clients ÷ its "
+                "req/s over 2 s, right after the run). p50/p99 latency, scrapyd-rs: "
+                f"{percentiles(rs_runs)}; Scrapyd: {percentiles(runs[clients][SD])}.",
             )
-        finally:
-            tarpit.close()
 
     SCHEDULE_BODY = "project=bench&spider=pages&base_url=http%3A%2F%2F127.0.0.1%3A9%2F"
 
@@ -1212,6 +1324,368 @@ class Bench:
             "scrapyd-rs returns the finished_to_keep (100) most recent: the pages differ by design."
         )
 
+    # --- a long queue, listed whole -------------------------------------
+
+    def fill_pending(self, daemons, count: int) -> dict:
+        """Brings both daemons to about `count` pending `pages` jobs, every
+        slot already held by an idle crawl. scrapyd-rs through schedule.json
+        at full speed (wrk, --connections); Scrapyd through one schedule.json
+        whose queue row is then copied (it schedules a few hundred durable
+        jobs a second). Answers the pending count of each."""
+        rs = daemons[RS]
+        self.schedule_until(rs, f"http://127.0.0.1:{rs.port}/schedule.json", count)
+        sd = daemons[SD]
+        sd.schedule(project="bench", spider="pages", base_url="http://127.0.0.1:9/")
+        fill_scrapyd_queue(sd.root / "dbs", "bench", count)
+        counts = {kind: daemons[kind].status_counts()["pending"] for kind in KINDS}
+        log(f"pending jobs: {counts}")
+        return counts
+
+    def phase_pending(self):
+        """listjobs.json?project=bench with a long queue of pending jobs,
+        ten times per daemon: the time per job listed, and what the ten
+        listings left in the daemon's memory."""
+        args = self.args
+        daemons = self.pair("pending")
+        tarpit = Tarpit()
+        results = {kind: {"times_s": []} for kind in KINDS}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            for kind in KINDS:
+                results[kind]["idle_mib"] = daemons[kind].rss()["VmRSS"] / 1024
+            pending = self.fill_pending(daemons, args.pending_jobs)
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                results[kind]["pending"] = pending[kind]
+                results[kind]["before_mib"] = daemon.rss()["VmRSS"] / 1024
+                results[kind]["peak_reset"] = reset_peak_memory(daemon.pid)
+            path = "/listjobs.json?project=bench"
+            for listing in range(args.listings):
+                for kind in self.trial_order(listing):
+                    status, seconds, body = raw_get(daemons[kind].port, path)
+                    if status != 200:
+                        raise RuntimeError(f"{kind}: listjobs.json answered HTTP {status}: {body[:300]!r}")
+                    results[kind]["times_s"].append(seconds)
+                    results[kind]["bytes"] = len(body)
+                    if listing == 0:
+                        listed = len(json.loads(body)["pending"])
+                        if listed != pending[kind]:
+                            raise RuntimeError(f"{kind}: listed {listed} pending jobs of {pending[kind]}")
+            for kind in KINDS:
+                time.sleep(1)
+                memory = daemons[kind].rss()
+                results[kind]["after_mib"] = memory["VmRSS"] / 1024
+                results[kind]["peak_mib"] = memory["VmHWM"] / 1024
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["pending_listing"] = results
+        per_job = {kind: median(results[kind]["times_s"]) / results[kind]["pending"] * 1e6 for kind in KINDS}
+        sd, rs = per_job[SD], per_job[RS]
+
+        def listing_text(kind):
+            r = results[kind]
+            return (f"{fmt(per_job[kind], 'µs')} ({fmt(median(r['times_s']) * 1000, 'ms')} a listing of "
+                    f"{r['pending']:,}, {r['bytes'] / MB:.1f} MiB)")
+
+        self.figures.add(
+            "pending_listing_us_per_job",
+            f"listjobs.json?project=… with {args.pending_jobs:,} pending jobs: time per job",
+            "µs",
+            sd,
+            rs,
+            "≤ 1 µs, ≥ 10× faster",
+            rs <= 1 and sd / rs >= 10,
+            trials={kind: results[kind]["times_s"] for kind in KINDS},
+            scrapyd_text=listing_text(SD),
+            rs_text=listing_text(RS),
+            note=f"Median of {args.listings} listings per daemon, interleaved, each over a fresh connection, "
+            "from connecting to the last byte (read whole, then decoded and counted once). Every slot holds an "
+            "idle crawl; scrapyd-rs's queue was filled through schedule.json at full speed, Scrapyd's by one "
+            "schedule.json whose queue row was copied with fresh job ids (the rows Scrapyd itself writes).",
+        )
+        delta = {kind: results[kind]["after_mib"] - results[kind]["before_mib"] for kind in KINDS}
+
+        def memory_text(kind):
+            r = results[kind]
+            return f"{delta[kind]:+.1f} MiB ({r['before_mib']:.1f} → {r['after_mib']:.1f})"
+
+        self.figures.add(
+            "pending_listing_rss",
+            f"memory after {args.listings} such listings, minus before (VmRSS)",
+            "MiB",
+            delta[SD],
+            delta[RS],
+            "≤ 32 MiB",
+            delta[RS] <= 32,
+            scrapyd_text=memory_text(SD),
+            rs_text=memory_text(RS),
+            ratio_text="–",
+            note="'before' is the daemon idle with the queue filled, just before the first listing. Peak during "
+            f"the listings: scrapyd-rs {results[RS]['peak_mib']:.1f} MiB, Scrapyd {results[SD]['peak_mib']:.1f} MiB; "
+            f"idle before the queue was filled: scrapyd-rs {results[RS]['idle_mib']:.1f} MiB, "
+            f"Scrapyd {results[SD]['idle_mib']:.1f} MiB.",
+        )
+
+    # --- a slowloris crowd ------------------------------------------------
+
+    def phase_slowloris(self):
+        """Health checks over fresh connections while a crowd of connections
+        trickles header lines (bench/crowd.py, in its own process), each
+        opened again at once when the daemon cuts it. max_connections is
+        scrapyd-rs's default (1000); Scrapyd has no such limit."""
+        args = self.args
+        daemons = self.pair("slowloris")
+        results = {}
+        for kind in KINDS:
+            daemon = daemons[kind]
+            daemon.start()
+            daemon.client.close()
+            time.sleep(0.5)
+            reset_peak_memory(daemon.pid)
+            crowd = subprocess.Popen(
+                [sys.executable, str(BENCH / "crowd.py"), "--port", str(daemon.port),
+                 "--connections", str(args.slowloris_connections), "--interval", "1"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                ready = wait_for_line(crowd, "ready", 60)
+                time.sleep(1)
+                checks = []
+                for _ in range(args.health_checks):
+                    checks.append(health_check(daemon.port, 10))
+                    time.sleep(0.1)
+            finally:
+                crowd.send_signal(signal.SIGTERM)
+                try:
+                    output, _ = crowd.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    crowd.kill()
+                    output, _ = crowd.communicate()
+            lines = [line for line in output.splitlines() if line.startswith("{")]
+            memory = daemon.rss()
+            results[kind] = {
+                "checks": checks,
+                **latency_summary(checks),
+                "crowd_ready": ready,
+                "crowd": json.loads(lines[-1]) if lines else None,
+                "peak_mib": memory["VmHWM"] / 1024,
+            }
+            daemon.stop()
+        self.details["slowloris"] = results
+        sd, rs = results[SD], results[RS]
+
+        def text(r):
+            crowd = r["crowd"] or {}
+            return (f"{latency_text(r)} ({crowd.get('opened', 0):,} connections opened, "
+                    f"{crowd.get('cut', 0):,} cut)")
+
+        self.figures.add(
+            "slowloris_health_worst_ms",
+            f"daemonstatus.json during {args.slowloris_connections:,} slowloris connections "
+            f"(fresh connection, {args.health_checks} checks)",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "worst ≤ 100 ms",
+            rs["worst_ms"] <= 100 and rs["failed"] == 0,
+            scrapyd_text=text(sd),
+            rs_text=text(rs),
+            note="Each crowd connection sends a request line and a header, then a header line every 0.5–1.5 s, "
+            "and is opened again at once when the daemon closes it. The checks start 1 s after every crowd "
+            "connection has been opened once, 0.1 s apart, each timed from connecting to the last byte "
+            f"(10 s timeout). Peak memory during it: scrapyd-rs {rs['peak_mib']:.1f} MiB, Scrapyd "
+            f"{sd['peak_mib']:.1f} MiB." + ("" if sd["crowd_ready"] and rs["crowd_ready"] else
+                                           " The crowd did not get every connection opened within 60 s."),
+        )
+
+    # --- huge bodies, and clients that never read ---------------------------
+
+    def phase_bigbody(self):
+        """Eight concurrent schedule.json requests with a 250 MiB form body
+        each, health checks running meanwhile; the daemon's peak memory."""
+        args = self.args
+        daemons = self.pair("bigbody")
+        tarpit = Tarpit()
+        size = args.big_body_mib * MB
+        prefix = b"project=bench&spider=pages&base_url=http%3A%2F%2F127.0.0.1%3A9%2F&blob="
+        body = memoryview(prefix + b"a" * (size - len(prefix)))
+        results = {}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                before = daemon.rss()["VmRSS"] / 1024
+                reset_peak_memory(daemon.pid)
+                checks = HealthChecks(daemon.port)
+                checks.start()
+                started = time.perf_counter()
+                clients = [None] * args.big_bodies
+
+                def send(index, port=daemon.port):
+                    clients[index] = send_big_body(port, body, 1800)
+
+                senders = [threading.Thread(target=send, args=(i,)) for i in range(args.big_bodies)]
+                for sender in senders:
+                    sender.start()
+                for sender in senders:
+                    sender.join()
+                seconds = time.perf_counter() - started
+                checked = checks.stop()
+                results[kind] = {
+                    "before_mib": before,
+                    "peak_mib": daemon.rss()["VmHWM"] / 1024,
+                    "seconds": seconds,
+                    "clients": clients,
+                    "statuses": [client["status"] for client in clients],
+                    **latency_summary(checked),
+                }
+                log(f"{kind}: {args.big_bodies} bodies of {args.big_body_mib} MiB: {results[kind]['statuses']}, "
+                    f"peak {results[kind]['peak_mib']:.0f} MiB, {seconds:.1f} s")
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+            # Scrapyd queued every body: gigabytes of SQLite.
+            shutil.rmtree(daemons[SD].root, ignore_errors=True)
+        self.details["bigbody"] = results
+
+        def outcome(kind):
+            r = results[kind]
+            statuses = r["statuses"]
+            common = max(set(statuses), key=statuses.count)
+            told = f"{statuses.count(common)} × HTTP {common}" if common else f"{statuses.count(None)} × no answer"
+            if len(set(statuses)) > 1:
+                told += ", " + ", ".join(f"{s}" for s in statuses if s != common)
+            return told, r
+
+        for kind in KINDS:
+            told, r = outcome(kind)
+            r["told"] = told
+        sd, rs = results[SD], results[RS]
+        label = f"{args.big_bodies} concurrent {args.big_body_mib} MiB schedule.json bodies"
+        self.figures.add(
+            "bigbody_peak_mib",
+            f"peak memory (VmHWM), {label}",
+            "MiB",
+            sd["peak_mib"],
+            rs["peak_mib"],
+            "bounded (413 past max_request_body_size)",
+            rs["peak_mib"] <= rs["before_mib"] + 32 and all(s == 413 for s in rs["statuses"]),
+            scrapyd_text=f"{fmt(sd['peak_mib'], 'MiB')} ({sd['told']}, {sd['seconds']:.0f} s)",
+            rs_text=f"{fmt(rs['peak_mib'], 'MiB')} ({rs['told']}, {rs['seconds']:.1f} s)",
+            note=f"Idle before: scrapyd-rs {rs['before_mib']:.1f} MiB, Scrapyd {sd['before_mib']:.1f} MiB. "
+            "Each client sends the headers (Content-Length announced), then the body, while reading the answer. "
+            "Every slot holds an idle crawl, so what Scrapyd accepts stays pending; its folder is deleted after.",
+        )
+        self.figures.add(
+            "bigbody_health_worst_ms",
+            f"daemonstatus.json meanwhile ({label})",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "(no target)",
+            None,
+            scrapyd_text=latency_text(sd),
+            rs_text=latency_text(rs),
+            note="A check over a fresh connection every 0.1 s while the bodies are sent and answered.",
+        )
+
+    def phase_slowreader(self):
+        """Clients that ask for listjobs.json of a long queue and never read
+        the answer, health checks meanwhile; the daemon's peak memory."""
+        args = self.args
+        daemons = self.pair("slowreader")
+        tarpit = Tarpit()
+        results = {}
+        try:
+            for daemon in daemons.values():
+                daemon.start()
+                daemon.add_version("bench", "1", self.egg)
+            self.occupy_slots(daemons, tarpit)
+            pending = self.fill_pending(daemons, args.slow_reader_jobs)
+            request = b"GET /listjobs.json?project=bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            for kind in KINDS:
+                daemon = daemons[kind]
+                daemon.client.close()
+                time.sleep(1)
+                before = daemon.rss()["VmRSS"] / 1024
+                reset_peak_memory(daemon.pid)
+                checks = HealthChecks(daemon.port)
+                checks.start()
+                readers = []
+                for _ in range(args.slow_readers):
+                    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+                    sock.sendall(request)
+                    readers.append(sock)
+                time.sleep(args.slow_reader_seconds)
+                during = latency_summary(list(checks.checks))
+                for sock in readers:
+                    sock.close()
+                checked = checks.stop()
+                results[kind] = {
+                    "pending": pending[kind],
+                    "before_mib": before,
+                    "peak_mib": daemon.rss()["VmHWM"] / 1024,
+                    "during_hold": during,
+                    **latency_summary(checked),
+                }
+                log(f"{kind}: {args.slow_readers} slow readers: peak {results[kind]['peak_mib']:.0f} MiB, "
+                    f"health {latency_text(results[kind])}")
+        finally:
+            tarpit.close()
+            for daemon in daemons.values():
+                daemon.stop()
+        self.details["slowreader"] = results
+        sd, rs = results[SD], results[RS]
+        label = f"{args.slow_readers} clients that never read listjobs.json ({rs['pending']:,} pending jobs)"
+
+        def slow_text(r):
+            per_client = (r["peak_mib"] - r["before_mib"]) / args.slow_readers
+            return f"{fmt(r['peak_mib'], 'MiB')} (idle {r['before_mib']:.1f}; {per_client:.2f} MiB a client)"
+
+        self.figures.add(
+            "slowreader_peak_mib",
+            f"peak memory (VmHWM), {label}",
+            "MiB",
+            sd["peak_mib"],
+            rs["peak_mib"],
+            "(no target)",
+            None,
+            scrapyd_text=slow_text(sd),
+            rs_text=slow_text(rs),
+            note=f"The clients send the request, keep the connection open {args.slow_reader_seconds:g} s without "
+            "reading a byte, then close it. Scrapyd's queue: one schedule.json whose row was copied, as in "
+            f"the pending phase ({sd['pending']:,} jobs).",
+        )
+        self.figures.add(
+            "slowreader_health_worst_ms",
+            f"daemonstatus.json meanwhile ({args.slow_readers} clients that never read)",
+            "ms",
+            sd["worst_ms"],
+            rs["worst_ms"],
+            "≤ 100 ms",
+            rs["worst_ms"] <= 100 and rs["failed"] == 0,
+            scrapyd_text=latency_text(sd),
+            rs_text=latency_text(rs),
+            note="A check over a fresh connection every 0.1 s from the first request until the daemon has "
+            "answered one after the clients left (120 s timeout each); checks that ended while the clients "
+            f"were connected: scrapyd-rs {latency_text(rs['during_hold'])} ({rs['during_hold']['count']}), "
+            f"Scrapyd {latency_text(sd['during_hold'])} ({sd['during_hold']['count']}).",
+        )
+
 
 def first_200_any(port: int, process: subprocess.Popen) -> float:
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -1228,6 +1702,199 @@ def first_200_any(port: int, process: subprocess.Popen) -> float:
             pass
         time.sleep(0.005)
     raise RuntimeError("hyper-baseline did not answer")
+
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP for the hostile cases: fresh connections, exact timings
+# --------------------------------------------------------------------------
+
+
+def raw_get(port: int, path: str, timeout: float = 600) -> tuple[int | None, float, bytes]:
+    """GET `path` over a fresh connection (`Connection: close`); answers
+    (status, seconds from connecting to the last byte, body with any chunked
+    encoding undone). The body is read whole before it is decoded, so the
+    timing is the daemon's and the wire's, not the parser's."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        parts = []
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            parts.append(data)
+    seconds = time.perf_counter() - started
+    head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+    status = parse_status(head)
+    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        body = dechunk(body)
+    return status, seconds, body
+
+
+def wait_for_line(process: subprocess.Popen, wanted: str, timeout: float) -> bool:
+    """Reads the process's stdout lines until one equals `wanted`; False if
+    it does not come within `timeout` seconds or the process ends."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            break
+        line = process.stdout.readline()
+        if not line:
+            return False
+        if line.strip() == wanted:
+            return True
+    return False
+
+
+def parse_status(head: bytes) -> int | None:
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(match.group(1)) if match else None
+
+
+def dechunk(data: bytes) -> bytes:
+    """Undoes HTTP/1.1 chunked transfer encoding."""
+    out, position = [], 0
+    while True:
+        end = data.index(b"\r\n", position)
+        size = int(data[position:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2 : end + 2 + size])
+        position = end + 2 + size + 2
+
+
+def health_check(port: int, timeout: float) -> dict:
+    """One daemonstatus.json over a fresh connection: milliseconds from
+    connecting to the last byte of the answer, and its status; a check that
+    fails or times out counts as `timeout` seconds."""
+    started = time.perf_counter()
+    try:
+        status, seconds, _ = raw_get(port, "/daemonstatus.json", timeout)
+        return {"ms": seconds * 1000, "status": status}
+    except OSError as error:
+        return {"ms": max(time.perf_counter() - started, timeout) * 1000, "status": None, "error": repr(error)}
+
+
+class HealthChecks(threading.Thread):
+    """daemonstatus.json over a fresh connection every `interval` seconds
+    until stopped; `stop` lets the check in flight finish."""
+
+    def __init__(self, port: int, interval: float = 0.1, timeout: float = 120):
+        super().__init__(daemon=True)
+        self.port, self.interval, self.timeout = port, interval, timeout
+        self.checks: list[dict] = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.checks.append(health_check(self.port, self.timeout))
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> list[dict]:
+        self.stopping.set()
+        self.join()
+        return self.checks
+
+
+def latency_summary(checks: list[dict]) -> dict:
+    times = [check["ms"] for check in checks]
+    return {
+        "count": len(checks),
+        "worst_ms": max(times) if times else None,
+        "median_ms": median(times),
+        "failed": sum(1 for check in checks if check["status"] != 200),
+    }
+
+
+def latency_text(summary: dict) -> str:
+    text = f"worst {fmt(summary['worst_ms'], 'ms')}, median {fmt(summary['median_ms'], 'ms')}"
+    if summary["failed"]:
+        text += f", {summary['failed']} of {summary['count']} failed"
+    return text
+
+
+def reset_peak_memory(pid: int) -> bool:
+    """Resets the process's VmHWM to its current VmRSS (Linux 4.0+), so that
+    VmHWM read later is the peak of what happened in between."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def fill_scrapyd_queue(dbs: Path, project: str, count: int) -> int:
+    """Brings Scrapyd's queue of `project` (its SqliteSpiderQueue,
+    dbs/<project>.db) to `count` pending jobs, copying the one job already in
+    it, scheduled through schedule.json, with a fresh `_job` id each (Scrapyd
+    names jobs uuid1().hex): the rows are exactly what Scrapyd writes, only
+    written in one transaction instead of one durable commit each."""
+    connection = sqlite3.connect(dbs / f"{project}.db", timeout=60)
+    rows = connection.execute("SELECT priority, message FROM spider_queue").fetchall()
+    if not rows:
+        raise RuntimeError("Scrapyd's queue is empty: nothing to copy")
+    priority, message = rows[0]
+    template = json.loads(bytes(message).decode("ascii"))
+
+    def copies():
+        for _ in range(count - len(rows)):
+            copy = dict(template)
+            copy["_job"] = uuid.uuid1().hex
+            yield priority, sqlite3.Binary(json.dumps(copy).encode("ascii"))
+
+    with connection:
+        connection.executemany("INSERT INTO spider_queue (priority, message) VALUES (?, ?)", copies())
+    total = connection.execute("SELECT count(*) FROM spider_queue").fetchone()[0]
+    connection.close()
+    return total
+
+
+def send_big_body(port: int, body: memoryview, timeout: float) -> dict:
+    """POSTs `body` to schedule.json as a form, reading the answer while it
+    sends (a daemon may answer and close before the body is through)."""
+    result = {"sent": 0, "status": None}
+    received = []
+    started = time.perf_counter()
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as error:
+        return {**result, "error": repr(error), "seconds": time.perf_counter() - started}
+
+    def read():
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                received.append(data)
+        except OSError as error:
+            result["read_error"] = repr(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        sock.sendall(
+            b"POST /schedule.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for offset in range(0, len(body), MB):
+            sock.sendall(body[offset : offset + MB])
+            result["sent"] = offset + len(body[offset : offset + MB])
+    except OSError as error:
+        result["send_error"] = repr(error)
+    reader.join(timeout)
+    sock.close()
+    answer = b"".join(received)
+    result["status"] = parse_status(answer)
+    result["answer"] = answer.partition(b"\r\n\r\n")[2][:200].decode(errors="replace")
+    result["seconds"] = time.perf_counter() - started
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -1420,7 +2087,23 @@ def main():
         help="largest store Scrapyd's listjobs is run on, as it answers every stored job "
         "(default 100000; --full: 1000000)",
     )
-    parser.add_argument("--only", nargs="*", choices=["startup", "api", "memory", "latency", "listjobs"])
+    parser.add_argument(
+        "--schedule-clients",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32],
+        help="concurrent clients of the schedule.json runs (default 1 8 32)",
+    )
+    parser.add_argument("--pending-jobs", type=int, default=100_000, help="pending jobs listed by the pending phase")
+    parser.add_argument("--listings", type=int, default=10, help="listings per daemon in the pending phase")
+    parser.add_argument("--slowloris-connections", type=int, default=1100)
+    parser.add_argument("--health-checks", type=int, default=50, help="health checks during the slowloris crowd")
+    parser.add_argument("--big-bodies", type=int, default=8, help="concurrent huge schedule.json bodies")
+    parser.add_argument("--big-body-mib", type=int, default=250, help="size of each huge body, MiB")
+    parser.add_argument("--slow-readers", type=int, default=50, help="clients that never read their listjobs.json")
+    parser.add_argument("--slow-reader-jobs", type=int, default=62_500, help="pending jobs during the slow readers")
+    parser.add_argument("--slow-reader-seconds", type=float, default=20, help="how long the slow readers hold on")
+    parser.add_argument("--only", nargs="*", choices=PHASES, help="run only these phases")
     args = parser.parse_args()
     if args.bulk_jobs is None:
         args.bulk_jobs = 100_000

@@ -351,8 +351,9 @@ impl Store {
         now: f64,
     ) -> StoreResult<Job> {
         let who = who.to_string();
+        let encoded = super::jobs::EncodedJob::of(&new)?;
         self.write_async(move |connection| {
-            let mut job = super::jobs::insert_job_in(connection, new)?;
+            let mut job = super::jobs::insert_job_in(connection, new, encoded)?;
             if state != JobState::Pending {
                 transition_in(connection, &mut job, state, &who, now)?;
             }

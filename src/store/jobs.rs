@@ -160,6 +160,26 @@ fn decode(parts: (Job, [String; 4])) -> StoreResult<Job> {
     Ok(job)
 }
 
+/// Takes the next counter of a spider, giving the spider its id at its
+/// first job: `(spider id, counter)`. One statement in the usual case.
+fn next_counter(connection: &Connection, project_id: i64, spider: &str) -> StoreResult<(i64, i64)> {
+    let mut bump = connection.prepare_cached(
+        "UPDATE spiders SET last_counter = last_counter + 1
+         WHERE project_id = ?1 AND name = ?2 RETURNING id, last_counter",
+    )?;
+    let bumped = |bump: &mut rusqlite::CachedStatement| {
+        bump.query_row(params![project_id, spider], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+    };
+    if let Some(found) = bumped(&mut bump)? {
+        return Ok(found);
+    }
+    spider_id_in(connection, project_id, spider)?;
+    bumped(&mut bump)?.ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
 /// Which jobs a listing wants.
 #[derive(Debug, Clone, Copy)]
 pub enum JobFilter<'a> {
@@ -179,31 +199,50 @@ pub(super) fn query_jobs_on(
     rows.map(|row| decode(row?)).collect()
 }
 
+/// The JSON columns of a new job, encoded before its write.
+#[derive(Debug, Clone)]
+pub(super) struct EncodedJob {
+    args: String,
+    settings: String,
+    tags: String,
+    meta: String,
+}
+
+impl EncodedJob {
+    pub(super) fn of(new: &NewJob) -> StoreResult<EncodedJob> {
+        Ok(EncodedJob {
+            args: serde_json::to_string(&new.args)?,
+            settings: serde_json::to_string(&new.settings)?,
+            tags: serde_json::to_string(&new.tags)?,
+            meta: Value::Object(new.meta.clone()).to_string(),
+        })
+    }
+}
+
 /// The insert of [`Store::insert_job`], inside a write under way.
-pub(super) fn insert_job_in(connection: &Connection, new: NewJob) -> StoreResult<Job> {
+pub(super) fn insert_job_in(
+    connection: &Connection,
+    new: NewJob,
+    encoded: EncodedJob,
+) -> StoreResult<Job> {
     // Cached statements: this runs once per schedule, in the writer's
     // critical path.
-    let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
-    let args = serde_json::to_string(&new.args)?;
     if new.refuse_duplicate {
+        let spider_id = spider_id_in(connection, new.project_id, &new.spider)?;
         let active: Option<i64> = connection
             .prepare_cached(
                 "SELECT seq FROM jobs WHERE project_id = ?1 AND state IN ('pending', 'running')
                    AND spider_id = ?2 AND args = ?3 LIMIT 1",
             )?
-            .query_row(params![new.project_id, spider_id, args], |row| row.get(0))
+            .query_row(params![new.project_id, spider_id, encoded.args], |row| {
+                row.get(0)
+            })
             .optional()?;
         if active.is_some() {
             return Err(StoreError::DuplicateJob(new.spider));
         }
     }
-    let counter: i64 = connection
-        .prepare_cached(
-            "UPDATE spiders SET last_counter = last_counter + 1
-             WHERE project_id = ?1 AND id = ?2 RETURNING last_counter",
-        )?
-        .query_row(params![new.project_id, spider_id], |row| row.get(0))?;
-    let meta = Value::Object(new.meta.clone()).to_string();
+    let (spider_id, counter) = next_counter(connection, new.project_id, &new.spider)?;
     let seq: i64 = connection
         .prepare_cached(
             "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
@@ -222,11 +261,11 @@ pub(super) fn insert_job_in(connection: &Connection, new: NewJob) -> StoreResult
                 new.version,
                 new.priority,
                 new.units,
-                args,
-                serde_json::to_string(&new.settings)?,
-                serde_json::to_string(&new.tags)?,
+                encoded.args,
+                encoded.settings,
+                encoded.tags,
                 new.pending_time,
-                meta,
+                encoded.meta,
             ],
             |row| row.get(0),
         )?;
@@ -325,8 +364,10 @@ impl Store {
     /// Adds a pending job, giving it the next counter of its spider, with
     /// its `job:scheduled` event.
     pub async fn insert_job(&self, new: &NewJob) -> StoreResult<Job> {
+        // The JSON columns are made here, not in the writer's critical path.
+        let encoded = EncodedJob::of(new)?;
         let new = new.clone();
-        self.write_async(move |connection| insert_job_in(connection, new))
+        self.write_async(move |connection| insert_job_in(connection, new, encoded))
             .await
     }
 
