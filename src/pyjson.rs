@@ -74,6 +74,16 @@ fn write_value(out: &mut String, value: &Value) {
 
 /// Appends `text` as a JSON string, non-ASCII escaped as Python does.
 pub fn write_string(out: &mut String, text: &str) {
+    // Most names and ids need no escape at all: copied whole.
+    if text
+        .bytes()
+        .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\')
+    {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     out.push('"');
     for character in text.chars() {
         match character {

@@ -245,22 +245,33 @@ impl<'a> JsonObject<'a> {
     /// an earlier one in its place (a Python dict built from the pairs).
     fn pairs(&mut self, key: &str, stored: &str) {
         self.key(key);
-        let pairs: Vec<(String, String)> = if stored == "[]" {
-            Vec::new()
-        } else {
-            serde_json::from_str(stored).unwrap_or_default()
+        if stored == "[]" {
+            self.out.push_str("{}");
+            return;
+        }
+        // Borrowed from the row where no escape stands in the way.
+        let owned: Vec<(String, String)>;
+        let pairs: Vec<(&str, &str)> = match serde_json::from_str(stored) {
+            Ok(borrowed) => borrowed,
+            Err(_) => {
+                owned = serde_json::from_str(stored).unwrap_or_default();
+                owned
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect()
+            }
         };
         self.out.push('{');
         let mut written: Vec<&str> = Vec::with_capacity(pairs.len());
-        for (index, (name, _)) in pairs.iter().enumerate() {
-            if written.contains(&name.as_str()) {
+        for (index, &(name, _)) in pairs.iter().enumerate() {
+            if written.contains(&name) {
                 continue;
             }
             let value = pairs[index..]
                 .iter()
                 .rev()
-                .find(|(other, _)| other == name)
-                .map_or("", |(_, value)| value.as_str());
+                .find(|(other, _)| *other == name)
+                .map_or("", |(_, value)| value);
             if !written.is_empty() {
                 self.out.push_str(", ");
             }

@@ -63,6 +63,9 @@ pub struct JobCursor {
     project: Option<String>,
     /// Pending only: the jobs being launched are read before the queue.
     launching_done: bool,
+    /// Pending only: the last row's priority is through; the lower
+    /// priorities come next.
+    below: bool,
     /// The sort key of the last row given: `(priority or end_time, seq)`.
     last: Option<(f64, i64)>,
     /// Finished only: rows passed over so far, listed or not, against `keep`.
@@ -77,6 +80,7 @@ impl JobCursor {
             section,
             project: project.map(str::to_string),
             launching_done: false,
+            below: false,
             last: None,
             passed: 0,
             done: false,
@@ -165,20 +169,17 @@ impl Store {
                 Vec::new(),
             ),
             // The queue's order is (priority DESC, seq): the rest of the
-            // last row's priority first, then the lower priorities. Each
-            // is one seek into the queue index.
-            JobSection::Pending => (
-                "WHERE seq IN (
-                     SELECT seq FROM (SELECT seq FROM jobs
-                        WHERE state = 'pending' AND priority = ?3 AND seq > ?4
-                          AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1)
-                     UNION ALL
-                     SELECT seq FROM (SELECT seq FROM jobs
-                        WHERE state = 'pending' AND priority < ?3
-                          AND (?2 IS NULL OR project = ?2)
-                        ORDER BY priority DESC, seq LIMIT ?1))
-                 ORDER BY priority DESC, seq LIMIT ?1",
+            // last row's priority first, then (once that is through) the
+            // lower priorities. Each is one plain walk of the queue index.
+            JobSection::Pending if !cursor.below => (
+                "WHERE state = 'pending' AND priority = ?3 AND seq > ?4
+                   AND (?2 IS NULL OR project = ?2) ORDER BY priority DESC, seq LIMIT ?1",
                 vec![Value::Real(last_key), Value::Integer(last_seq)],
+            ),
+            JobSection::Pending => (
+                "WHERE state = 'pending' AND priority < ?3
+                   AND (?2 IS NULL OR project = ?2) ORDER BY priority DESC, seq LIMIT ?1",
+                vec![Value::Real(last_key)],
             ),
             JobSection::Running => (
                 "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?3
@@ -246,6 +247,15 @@ impl Store {
                 } else {
                     cursor.last = last;
                 }
+            }
+            JobSection::Pending if cursor.last.is_some() && !cursor.below => {
+                // The rest of one priority is through: the lower ones next.
+                cursor.below = exhausted;
+                cursor.last = last;
+            }
+            JobSection::Pending if cursor.below && !exhausted => {
+                cursor.below = false;
+                cursor.last = last;
             }
             _ => {
                 cursor.last = last;
