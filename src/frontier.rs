@@ -27,8 +27,12 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// The longest frontier or slot name.
 const MAX_NAME_BYTES: usize = 1024;
 
-/// Batches or fingerprints read from the store at once.
-const ROWS_PER_READ: usize = 64;
+/// Batches read from the store at once: a batch is up to 100 requests, a
+/// page of the answer (64 KiB) holds a handful.
+const BATCHES_PER_READ: usize = 16;
+
+/// Fingerprints read from the store at once.
+const FINGERPRINTS_PER_READ: usize = 256;
 
 /// Where a read of a slot's queue stands between two pages of its answer.
 #[derive(Debug)]
@@ -154,8 +158,8 @@ impl Daemon {
         loop {
             let batches = self
                 .shared()
-                .batches(slot_id, cursor.after, ROWS_PER_READ)?;
-            let last_read = batches.len() < ROWS_PER_READ;
+                .batches(slot_id, cursor.after, BATCHES_PER_READ)?;
+            let last_read = batches.len() < BATCHES_PER_READ;
             for batch in &batches {
                 if cursor.wanted == Some(0) {
                     return Ok(false);
@@ -207,10 +211,12 @@ impl Daemon {
             return Ok(false);
         };
         loop {
-            let rows =
-                self.shared()
-                    .fingerprints(slot_id, cursor.after.as_deref(), ROWS_PER_READ)?;
-            let last_read = rows.len() < ROWS_PER_READ;
+            let rows = self.shared().fingerprints(
+                slot_id,
+                cursor.after.as_deref(),
+                FINGERPRINTS_PER_READ,
+            )?;
+            let last_read = rows.len() < FINGERPRINTS_PER_READ;
             for (fp, fdata) in rows {
                 let more = visit(&fp, fdata.as_deref());
                 cursor.after = Some(fp);

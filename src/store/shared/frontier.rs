@@ -168,15 +168,25 @@ impl SharedStore {
         limit: usize,
     ) -> StoreResult<Vec<(String, Option<String>)>> {
         let connection = self.read();
-        let mut statement = connection.prepare_cached(
-            "SELECT fp, fdata FROM hcf_fingerprints
-             WHERE slot_id = ?1 AND (?2 IS NULL OR fp > ?2) ORDER BY fp LIMIT ?3",
-        )?;
-        let rows = statement
-            .query_map(params![slot_id, after, limit as i64], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
+        let limit = limit as i64;
+        let row_of = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
+        // Two statements, so that each page is an index range from where
+        // the last one stopped.
+        let rows = match after {
+            None => connection
+                .prepare_cached(
+                    "SELECT fp, fdata FROM hcf_fingerprints WHERE slot_id = ?1 ORDER BY fp LIMIT ?2",
+                )?
+                .query_map(params![slot_id, limit], row_of)?
+                .collect::<Result<_, _>>()?,
+            Some(after) => connection
+                .prepare_cached(
+                    "SELECT fp, fdata FROM hcf_fingerprints WHERE slot_id = ?1 AND fp > ?2
+                     ORDER BY fp LIMIT ?3",
+                )?
+                .query_map(params![slot_id, after, limit], row_of)?
+                .collect::<Result<_, _>>()?,
+        };
         Ok(rows)
     }
 
@@ -312,6 +322,8 @@ mod tests {
             .map(|(fp, _)| fp)
             .collect();
         assert_eq!(fps, ["a", "b", "c", "d"]);
+        let page = store.fingerprints(slot_id, Some("b"), 1).unwrap();
+        assert_eq!(page, [("c".to_string(), None)]);
         assert_eq!(
             store
                 .add_requests(address("s"), vec![request("a", 0.0)], 100, None)
