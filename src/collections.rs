@@ -263,16 +263,16 @@ impl Daemon {
         collection: &Collection,
         key: &str,
     ) -> DaemonResult<Option<Record>> {
-        let shared = self.shared();
-        let Some(id) =
-            shared.collection_id(collection.project_id, collection.kind, &collection.name)?
-        else {
-            return Ok(None);
-        };
-        match shared.collection_record(id, key, millis(now()))? {
-            None => Ok(None),
-            Some(row) => Ok(Some(record_of(row)?)),
-        }
+        let found = self.shared().find_record(
+            collection.project_id,
+            collection.kind,
+            &collection.name,
+            key,
+        )?;
+        found
+            .filter(|row| visible(row, millis(now())))
+            .map(record_of)
+            .transpose()
     }
 
     pub fn delete_collection_records(
@@ -387,7 +387,8 @@ impl Daemon {
                         continue;
                     }
                     looked_at += 1;
-                    if let Some(row) = shared.collection_record(collection_id, key, cursor.now)? {
+                    let found = shared.collection_record(collection_id, key)?;
+                    if let Some(row) = found.filter(|row| visible(row, cursor.now)) {
                         cursor.scanned += 1;
                         if let Offer::Taken(false) = offer(cursor, row, visit)? {
                             return Ok(true);
@@ -402,7 +403,6 @@ impl Daemon {
             let page = shared.collection_rows(
                 collection_id,
                 from.as_ref().map(String::as_str),
-                cursor.now,
                 ROWS_PER_READ,
             )?;
             let full_page = page.len() == ROWS_PER_READ;
@@ -439,13 +439,19 @@ impl Daemon {
     }
 }
 
-/// Gives a row to the visitor if it passes the time bounds and filters.
+/// Whether a record is still there at `now` (a cached one expires).
+fn visible(row: &CollectionRow, now: i64) -> bool {
+    row.expires.is_none_or(|expires| expires > now)
+}
+
+/// Gives a row to the visitor if it is visible and passes the time bounds
+/// and filters.
 fn offer(
     cursor: &mut ScanCursor,
     row: CollectionRow,
     visit: &mut dyn FnMut(Record) -> bool,
 ) -> DaemonResult<Offer> {
-    if !cursor.in_time(row.ts) {
+    if !visible(&row, cursor.now) || !cursor.in_time(row.ts) {
         return Ok(Offer::Skipped);
     }
     let record = if cursor.needs_values {
@@ -498,5 +504,26 @@ fn check_collection_name(name: &str) -> DaemonResult<()> {
         Err(DaemonError::BadRequest(format!(
             "invalid collection name {name:?}: letters, digits and _ only"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_records_vanish_when_they_expire() {
+        let row = |expires| CollectionRow {
+            key: "k".into(),
+            ts: 0,
+            expires,
+            value: "{}".into(),
+        };
+        assert!(visible(&row(None), i64::MAX));
+        assert!(visible(
+            &row(Some(CACHE_LIFETIME_MS)),
+            CACHE_LIFETIME_MS - 1
+        ));
+        assert!(!visible(&row(Some(CACHE_LIFETIME_MS)), CACHE_LIFETIME_MS));
     }
 }
