@@ -174,6 +174,13 @@ CREATE TABLE activity (
 );
 CREATE INDEX activity_by_project ON activity (project_id, seq);
 "#,
+    r#"
+-- run.json refuses the same spider with the same arguments while one is
+-- pending or running: one index seek, however long the queue (without it,
+-- every run.json read each pending job of the project).
+CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
+    WHERE state IN ('pending', 'running');
+"#,
 ];
 
 impl Store {
