@@ -46,21 +46,6 @@ pub fn millis(seconds: f64) -> i64 {
 /// The most bytes one record may take, encoded (the client's own limit).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-/// A record's size as JSON text.
-fn encoded_size(record: &Value) -> usize {
-    serde_json::to_vec(record).map_or(0, |bytes| bytes.len())
-}
-
-/// The bytes a record counts for in its stream's stats (`input_bytes`):
-/// a log record its message (UTF-8) and a newline, anything else its
-/// msgpack encoding, as Scrapy Cloud counts them.
-pub fn record_size(kind: DataKind, record: &Value) -> u64 {
-    match (kind, record.get("message")) {
-        (DataKind::Logs, Some(Value::String(message))) => message.len() as u64 + 1,
-        _ => rmp_serde::encode::to_vec_named(record).map_or(0, |bytes| bytes.len() as u64),
-    }
-}
-
 /// A spider as the Cloud API lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudSpider {
@@ -460,14 +445,14 @@ impl Daemon {
             if let (DataKind::Requests, Value::Object(fields)) = (kind, &mut data) {
                 fields.retain(|_, value| !value.is_null());
             }
-            let size = record_size(kind, &data);
-            if encoded_size(&data) > MAX_RECORD_BYTES {
+            let record = NewRecord::new(kind, &data);
+            if record.json.len() > MAX_RECORD_BYTES {
                 return Err(DaemonError::TooLarge(format!(
                     "a record of {} is over {MAX_RECORD_BYTES} bytes",
                     kind.as_str()
                 )));
             }
-            sized.push(NewRecord { data, size });
+            sized.push(record);
         }
         self.data()
             .append(job.seq, kind, start, sized, None, millis(clock::now()))
