@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::cloud::{MAX_RECORD_BYTES, millis};
 use crate::config::Config;
-use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, Store};
+use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, PendingAppend, Store};
 use crate::{clock, pyliteral, runner};
 
 /// How often a running crawl's files are looked at.
@@ -159,7 +159,8 @@ impl Capture {
     }
 
     /// Reads one file from its committed offset, chunk by chunk, and
-    /// stores what its complete lines make with the new offset.
+    /// stores what its complete lines make with the new offset. A chunk is
+    /// read and parsed while the one before it is being committed.
     fn read_source(
         &self,
         job: &Job,
@@ -172,14 +173,25 @@ impl Capture {
             Ok(file) => file,
             Err(_) => return Ok(()),
         };
+        let mut offset = self
+            .data
+            .capture_offset(job.seq, source.name())
+            .map_err(|e| e.to_string())?;
+        // The chunk being committed, and the problems to note once it is.
+        let mut in_flight: Option<(PendingAppend, Vec<String>)> = None;
+        let settle = |in_flight: &mut Option<(PendingAppend, Vec<String>)>| {
+            if let Some((pending, problems)) = in_flight.take() {
+                pending.wait().map_err(|e| e.to_string())?;
+                for problem in problems {
+                    self.note(job, &problem);
+                }
+            }
+            Ok::<(), String>(())
+        };
         loop {
-            let offset = self
-                .data
-                .capture_offset(job.seq, source.name())
-                .map_err(|e| e.to_string())?;
             let length = file.metadata().map_err(|e| e.to_string())?.len();
             if offset >= length {
-                return Ok(());
+                return settle(&mut in_flight);
             }
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| e.to_string())?;
@@ -241,25 +253,23 @@ impl Capture {
                 Source::Log => pending_log.committed_offset.max(offset),
                 Source::Items => offset + consumed,
             };
-            self.data
-                .append(
+            settle(&mut in_flight)?;
+            let pending = self
+                .data
+                .append_deferred(
                     job.seq,
                     kind,
-                    None,
                     records,
-                    Some((source.name().to_string(), new_offset)),
+                    (source.name().to_string(), new_offset),
                     millis(clock::now()),
                 )
                 .map_err(|e| e.to_string())?;
-            for problem in problems {
-                self.note(job, &problem);
+            in_flight = Some((pending, problems));
+            // No progress, or the end of what is there: done for now.
+            if new_offset == offset || at_end {
+                return settle(&mut in_flight);
             }
-            if new_offset == offset && !(last && at_end) {
-                return Ok(());
-            }
-            if at_end {
-                return Ok(());
-            }
+            offset = new_offset;
         }
     }
 

@@ -121,6 +121,16 @@ impl NewRecord {
     }
 }
 
+/// An append on its way to the disk.
+pub struct PendingAppend(writer::Pending<()>);
+
+impl PendingAppend {
+    /// Waits until the records are committed (or why they are not).
+    pub fn wait(self) -> StoreResult<()> {
+        self.0.wait()
+    }
+}
+
 /// A stored record as read back: its index, batch time and JSON text.
 #[derive(Debug)]
 pub struct RecordView<'a> {
@@ -242,6 +252,26 @@ impl DataStore {
             }
             Ok(Ok(count))
         })?
+    }
+
+    /// [`DataStore::append`] of records read up to `offset` (no `start`),
+    /// without waiting for the commit: the caller goes on reading and
+    /// waits before its next append.
+    pub fn append_deferred(
+        &self,
+        job: i64,
+        kind: DataKind,
+        records: Vec<NewRecord>,
+        offset: (String, u64),
+        now_ms: i64,
+    ) -> StoreResult<PendingAppend> {
+        let ts = self.batch_ts(now_ms);
+        let pending = self.writer.write_deferred(move |connection| {
+            // No `start`: there is no gap to find.
+            let _ = append_in(connection, job, kind, None, records, ts)?;
+            set_offset_in(connection, job, &offset.0, offset.1)
+        })?;
+        Ok(PendingAppend(pending))
     }
 
     /// Appends records of several streams of a job (what one read of a

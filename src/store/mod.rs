@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use activity::ActivityEvent;
-pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, RecordView};
+pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
