@@ -479,6 +479,16 @@ impl Daemon {
         Ok(self.data().stats(job.seq, kind)?)
     }
 
+    /// How many items and log records each job has, in one read: a
+    /// listing shows them for every job it lists.
+    pub fn record_counts(
+        &self,
+        jobs: &[Job],
+    ) -> DaemonResult<std::collections::HashMap<i64, (u64, u64)>> {
+        let seqs: Vec<i64> = jobs.iter().map(|job| job.seq).collect();
+        Ok(self.data().item_and_log_counts(&seqs)?)
+    }
+
     /// Events newest first: at most `count` that pass every filter.
     pub fn activity(
         &self,

@@ -9,6 +9,7 @@
 //! crawl's files or stream were read) are committed with the records read
 //! from them, so a restart neither loses nor repeats one.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -296,6 +297,29 @@ impl DataStore {
     /// A job's stats for one kind (all zero when it has no records).
     pub fn stats(&self, job: i64, kind: DataKind) -> StoreResult<DataStats> {
         stats_in(&self.read(), job, kind)
+    }
+
+    /// How many items and log records each of `jobs` has (those with
+    /// neither are left out): the counts of their stats alone, in one
+    /// query, for a listing that shows them for each job.
+    pub fn item_and_log_counts(&self, jobs: &[i64]) -> StoreResult<HashMap<i64, (u64, u64)>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT job, kind, input_values FROM record_stats
+             WHERE job IN (SELECT value FROM json_each(?1)) AND kind IN (0, 1)",
+        )?;
+        let ids = serde_json::to_string(jobs)?;
+        let mut counts: HashMap<i64, (u64, u64)> = HashMap::new();
+        let mut rows = statement.query([ids])?;
+        while let Some(row) = rows.next()? {
+            let entry = counts.entry(row.get(0)?).or_default();
+            let count = row.get::<_, i64>(2)?.max(0) as u64;
+            match row.get::<_, i64>(1)? {
+                0 => entry.0 = count,
+                _ => entry.1 = count,
+            }
+        }
+        Ok(counts)
     }
 
     /// Gives `visit` up to `max` records of a job from index `from`, in
