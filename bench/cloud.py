@@ -1190,7 +1190,8 @@ def fill_jobs(path: Path, count: int, tag_fraction: float) -> int:
     """Adds `count` finished jobs of project 1 to scrapyd-rs's store as the
     daemon writes them (the jobs row, its tags in `tags` and one job_tags
     row per tag): every job carries one of four `shard-N` tags, a
-    `tag_fraction` of them also TAG. Answers how many carry TAG."""
+    `tag_fraction` of them also TAG, and those have the item and log
+    counts capture keeps (record_stats). Answers how many carry TAG."""
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA synchronous = OFF")
     columns = {row[1]: row for row in connection.execute("PRAGMA table_info(jobs)")}
@@ -1294,6 +1295,22 @@ def fill_jobs(path: Path, count: int, tag_fraction: float) -> int:
                 (added, project_id, spider_id),
             )
     tagged = sum(1 for index in range(count) if every and index % every == 0)
+    # What capture leaves for a crawl, for the tagged jobs (the ones listed):
+    # Dash's listing reads each job's item and log counts.
+    data = sqlite3.connect(path.parent / "scrapyd-rs-data.sqlite")
+    data.execute("PRAGMA synchronous = OFF")
+    counts = json.dumps({name: 1000 for name in ("url", "title", "price", "currency", "sku", "in_stock", "rating", "tags", "description")})
+    levels = json.dumps({"20": 40, "10": 200})
+    with data:
+        data.executemany(
+            "INSERT INTO record_stats (job, kind, counts, input_values, input_bytes) VALUES (?, ?, ?, ?, ?)",
+            (
+                row
+                for index in range(0, count, every or count + 1)
+                for row in ((first_seq + index, 0, counts, 1000, 300_000), (first_seq + index, 1, levels, 240, 30_000))
+            ),
+        )
+    data.close()
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
     return tagged
