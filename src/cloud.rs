@@ -210,7 +210,8 @@ impl Daemon {
             })
             .collect();
         check_passable(&settings, &request.args)?;
-        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        // Ordered by time, as schedule.json's (see daemon::new_job_id).
+        let job_id = crate::daemon::new_job_id();
         names::check_job_path(&project.name, &request.spider, &job_id)?;
         let mut meta = request.meta;
         let state = match meta.remove("state") {
