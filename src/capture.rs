@@ -20,9 +20,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::cloud::{MAX_RECORD_BYTES, millis, record_size};
+use crate::cloud::{MAX_RECORD_BYTES, millis};
 use crate::config::Config;
-use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, Store};
+use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, PendingAppend, Store};
 use crate::{clock, pyliteral, runner};
 
 /// How often a running crawl's files are looked at.
@@ -159,7 +159,8 @@ impl Capture {
     }
 
     /// Reads one file from its committed offset, chunk by chunk, and
-    /// stores what its complete lines make with the new offset.
+    /// stores what its complete lines make with the new offset. A chunk is
+    /// read and parsed while the one before it is being committed.
     fn read_source(
         &self,
         job: &Job,
@@ -172,14 +173,25 @@ impl Capture {
             Ok(file) => file,
             Err(_) => return Ok(()),
         };
+        let mut offset = self
+            .data
+            .capture_offset(job.seq, source.name())
+            .map_err(|e| e.to_string())?;
+        // The chunk being committed, and the problems to note once it is.
+        let mut in_flight: Option<(PendingAppend, Vec<String>)> = None;
+        let settle = |in_flight: &mut Option<(PendingAppend, Vec<String>)>| {
+            if let Some((pending, problems)) = in_flight.take() {
+                pending.wait().map_err(|e| e.to_string())?;
+                for problem in problems {
+                    self.note(job, &problem);
+                }
+            }
+            Ok::<(), String>(())
+        };
         loop {
-            let offset = self
-                .data
-                .capture_offset(job.seq, source.name())
-                .map_err(|e| e.to_string())?;
             let length = file.metadata().map_err(|e| e.to_string())?.len();
             if offset >= length {
-                return Ok(());
+                return settle(&mut in_flight);
             }
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| e.to_string())?;
@@ -197,7 +209,7 @@ impl Capture {
             if source == Source::Log && last && at_end {
                 complete = chunk.len();
             }
-            let (records, problems, consumed) = match source {
+            let (mut records, problems, mut consumed) = match source {
                 Source::Items => items_from(
                     &chunk[..complete],
                     last && at_end && complete < chunk.len(),
@@ -206,11 +218,9 @@ impl Capture {
                 Source::Log => {
                     let consumed =
                         logs_from(&chunk[..complete], offset, pending_log, last && at_end);
-                    (pending_log.take_ready(), Vec::new(), consumed)
+                    (Vec::new(), Vec::new(), consumed)
                 }
             };
-            let mut consumed = consumed;
-            let mut records = records;
             // A line (or a log record) longer than a chunk would never be
             // complete: the line is skipped, the record closed where it is.
             if complete == 0 && chunk.len() >= READ_CHUNK {
@@ -227,7 +237,6 @@ impl Capture {
                 && chunk.len() >= READ_CHUNK
             {
                 pending_log.close_open();
-                records.extend(pending_log.take_ready());
                 pending_log.committed_offset = offset + consumed;
             }
             let kind = match source {
@@ -235,33 +244,32 @@ impl Capture {
                 Source::Log => DataKind::Logs,
             };
             if source == Source::Log {
-                for record in &records {
-                    self.keep_stats(job, &record.data);
+                for record in pending_log.take_ready() {
+                    self.keep_stats(job, &record);
+                    records.push(NewRecord::new(DataKind::Logs, &record));
                 }
             }
             let new_offset = match source {
                 Source::Log => pending_log.committed_offset.max(offset),
                 Source::Items => offset + consumed,
             };
-            self.data
-                .append(
+            settle(&mut in_flight)?;
+            let pending = self
+                .data
+                .append_deferred(
                     job.seq,
                     kind,
-                    None,
                     records,
-                    Some((source.name().to_string(), new_offset)),
+                    (source.name().to_string(), new_offset),
                     millis(clock::now()),
                 )
                 .map_err(|e| e.to_string())?;
-            for problem in problems {
-                self.note(job, &problem);
+            in_flight = Some((pending, problems));
+            // No progress, or the end of what is there: done for now.
+            if new_offset == offset || at_end {
+                return settle(&mut in_flight);
             }
-            if new_offset == offset && !(last && at_end) {
-                return Ok(());
-            }
-            if at_end {
-                return Ok(());
-            }
+            offset = new_offset;
         }
     }
 
@@ -329,10 +337,19 @@ impl Capture {
                 }
             }
             let problems = std::mem::take(&mut events.problems);
+            let records = |kind: DataKind, values: &[Value]| -> Vec<NewRecord> {
+                values
+                    .iter()
+                    .map(|value| NewRecord::new(kind, value))
+                    .collect()
+            };
             let batches = vec![
-                (DataKind::Logs, events.logs),
-                (DataKind::Items, events.items),
-                (DataKind::Requests, events.requests),
+                (DataKind::Logs, records(DataKind::Logs, &events.logs)),
+                (DataKind::Items, records(DataKind::Items, &events.items)),
+                (
+                    DataKind::Requests,
+                    records(DataKind::Requests, &events.requests),
+                ),
             ];
             self.data
                 .append_streams(
@@ -371,17 +388,13 @@ impl Capture {
             }
         };
         if let Some(dir) = self.config.logs_dir.as_deref() {
-            let lines: String = events
-                .logs
-                .iter()
-                .map(|record| scrapy_log_line(&record.data))
-                .collect();
+            let lines: String = events.logs.iter().map(scrapy_log_line).collect();
             append(runner::job_file(dir, job, "log"), &lines);
         }
         if let Some(dir) = self.config.local_items_dir() {
             let mut lines = String::new();
             for item in &events.items {
-                let mut item = item.data.clone();
+                let mut item = item.clone();
                 if let Value::Object(fields) = &mut item {
                     fields.remove("_type");
                 }
@@ -395,12 +408,11 @@ impl Capture {
     /// Adds a line of the daemon's own to the job's log records.
     fn note(&self, job: &Job, message: &str) {
         let record = json!({"time": millis(clock::now()), "level": 30, "message": format!("[scrapyd-rs] {message}")});
-        let size = record_size(DataKind::Logs, &record);
         if let Err(error) = self.data.append(
             job.seq,
             DataKind::Logs,
             None,
-            vec![NewRecord { data: record, size }],
+            vec![NewRecord::new(DataKind::Logs, &record)],
             None,
             millis(clock::now()),
         ) {
@@ -436,9 +448,9 @@ impl Capture {
 /// What one read of an event stream held.
 #[derive(Default)]
 struct Events {
-    logs: Vec<NewRecord>,
-    items: Vec<NewRecord>,
-    requests: Vec<NewRecord>,
+    logs: Vec<Value>,
+    items: Vec<Value>,
+    requests: Vec<Value>,
     stats: Option<Value>,
     problems: Vec<String>,
 }
@@ -467,19 +479,15 @@ impl Events {
                 return;
             }
         };
-        let record = |kind: DataKind, data: Value| NewRecord {
-            size: record_size(kind, &data),
-            data,
-        };
         match command {
-            "LOG" => self.logs.push(record(DataKind::Logs, data)),
-            "ITM" => self.items.push(record(DataKind::Items, data)),
+            "LOG" => self.logs.push(data),
+            "ITM" => self.items.push(data),
             "REQ" => {
                 let mut data = data;
                 if let Value::Object(fields) = &mut data {
                     fields.retain(|_, value| !value.is_null());
                 }
-                self.requests.push(record(DataKind::Requests, data));
+                self.requests.push(data);
             }
             "STA" => self.stats = data.get("stats").cloned(),
             // The outcome is also in the last log lines, where the end of
@@ -528,6 +536,7 @@ fn items_from(
 ) -> (Vec<NewRecord>, Vec<String>, u64) {
     let mut records = Vec::new();
     let mut problems = Vec::new();
+    let mut fields = None;
     for line in lines.split(|&b| b == b'\n') {
         let text = String::from_utf8_lossy(line);
         let text = text.trim();
@@ -541,11 +550,8 @@ fn items_from(
             ));
             continue;
         }
-        match serde_json::from_str::<Value>(text) {
-            Ok(data) => {
-                let size = record_size(DataKind::Items, &data);
-                records.push(NewRecord { data, size });
-            }
+        match NewRecord::from_line(text, &mut fields) {
+            Ok(record) => records.push(record),
             Err(error) => problems.push(format!(
                 "a line of the items feed is not JSON ({error}): not kept"
             )),
@@ -568,22 +574,20 @@ fn items_from(
 struct PendingLog {
     /// The record still open, and where its first line begins in the file.
     record: Option<(Map<String, Value>, u64)>,
-    ready: Vec<NewRecord>,
+    ready: Vec<Value>,
     /// Where reading must resume for nothing to be lost: the start of the
     /// open record, or the end of what was read.
     committed_offset: u64,
 }
 
 impl PendingLog {
-    fn take_ready(&mut self) -> Vec<NewRecord> {
+    fn take_ready(&mut self) -> Vec<Value> {
         std::mem::take(&mut self.ready)
     }
 
     fn close_open(&mut self) {
         if let Some((record, _)) = self.record.take() {
-            let data = Value::Object(record);
-            let size = record_size(DataKind::Logs, &data);
-            self.ready.push(NewRecord { data, size });
+            self.ready.push(Value::Object(record));
         }
     }
 }
@@ -684,10 +688,10 @@ mod tests {
             (events.logs.len(), events.items.len(), events.requests.len()),
             (1, 1, 1)
         );
-        assert!(events.requests[0].data.get("parent").is_none());
+        assert!(events.requests[0].get("parent").is_none());
         assert_eq!(events.stats, Some(json!({"item_scraped_count": 1})));
         assert_eq!(events.problems.len(), 1);
-        let line = scrapy_log_line(&events.logs[0].data);
+        let line = scrapy_log_line(&events.logs[0]);
         assert!(
             line.ends_with(" [scrapy.core.scraper] ERROR: Boom\nTraceback\n"),
             "{line}"
@@ -720,13 +724,13 @@ mod tests {
         assert_eq!(consumed, text.len() as u64);
         let ready = pending.take_ready();
         assert_eq!(ready.len(), 2);
-        assert_eq!(ready[1].data["message"], "[b] two\n  line two");
-        assert_eq!(ready[1].data["level"], 40);
+        assert_eq!(ready[1]["message"], "[b] two\n  line two");
+        assert_eq!(ready[1]["level"], 40);
         // The open record's first line is where reading resumes.
         let third = text.find("2026-01-02 03:04:07").unwrap() as u64;
         assert_eq!(pending.committed_offset, 100 + third);
         logs_from(b"", 100 + text.len() as u64, &mut pending, true);
-        assert_eq!(pending.take_ready()[0].data["message"], "[c] three");
+        assert_eq!(pending.take_ready()[0]["message"], "[c] three");
     }
 
     #[test]

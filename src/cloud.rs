@@ -46,21 +46,6 @@ pub fn millis(seconds: f64) -> i64 {
 /// The most bytes one record may take, encoded (the client's own limit).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-/// A record's size as JSON text.
-fn encoded_size(record: &Value) -> usize {
-    serde_json::to_vec(record).map_or(0, |bytes| bytes.len())
-}
-
-/// The bytes a record counts for in its stream's stats (`input_bytes`):
-/// a log record its message (UTF-8) and a newline, anything else its
-/// msgpack encoding, as Scrapy Cloud counts them.
-pub fn record_size(kind: DataKind, record: &Value) -> u64 {
-    match (kind, record.get("message")) {
-        (DataKind::Logs, Some(Value::String(message))) => message.len() as u64 + 1,
-        _ => rmp_serde::encode::to_vec_named(record).map_or(0, |bytes| bytes.len() as u64),
-    }
-}
-
 /// A spider as the Cloud API lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudSpider {
@@ -225,7 +210,8 @@ impl Daemon {
             })
             .collect();
         check_passable(&settings, &request.args)?;
-        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        // Ordered by time, as schedule.json's (see daemon::new_job_id).
+        let job_id = crate::daemon::new_job_id();
         names::check_job_path(&project.name, &request.spider, &job_id)?;
         let mut meta = request.meta;
         let state = match meta.remove("state") {
@@ -460,14 +446,14 @@ impl Daemon {
             if let (DataKind::Requests, Value::Object(fields)) = (kind, &mut data) {
                 fields.retain(|_, value| !value.is_null());
             }
-            let size = record_size(kind, &data);
-            if encoded_size(&data) > MAX_RECORD_BYTES {
+            let record = NewRecord::new(kind, &data);
+            if record.json.len() > MAX_RECORD_BYTES {
                 return Err(DaemonError::TooLarge(format!(
                     "a record of {} is over {MAX_RECORD_BYTES} bytes",
                     kind.as_str()
                 )));
             }
-            sized.push(NewRecord { data, size });
+            sized.push(record);
         }
         self.data()
             .append(job.seq, kind, start, sized, None, millis(clock::now()))
@@ -492,6 +478,16 @@ impl Daemon {
 
     pub fn record_stats(&self, job: &Job, kind: DataKind) -> DaemonResult<DataStats> {
         Ok(self.data().stats(job.seq, kind)?)
+    }
+
+    /// How many items and log records each job has, in one read: a
+    /// listing shows them for every job it lists.
+    pub fn record_counts(
+        &self,
+        jobs: &[Job],
+    ) -> DaemonResult<std::collections::HashMap<i64, (u64, u64)>> {
+        let seqs: Vec<i64> = jobs.iter().map(|job| job.seq).collect();
+        Ok(self.data().item_and_log_counts(&seqs)?)
     }
 
     /// Events newest first: at most `count` that pass every filter.

@@ -673,7 +673,7 @@ fn write_guard_cfg(project_dir: &Path, settings_module: &str) -> DaemonResult<()
 /// ordered by time. It is a UUIDv7 (milliseconds since the epoch, then
 /// random bits), so the jobs of one group commit sit side by side in the
 /// job-id index: the commit writes one page of it, not one per job.
-fn new_job_id() -> String {
+pub(crate) fn new_job_id() -> String {
     let random = uuid::Uuid::new_v4();
     let mut bits = [0; 10];
     bits.copy_from_slice(&random.as_bytes()[..10]);

@@ -29,6 +29,9 @@
 //!   (Scrapy Cloud's collections and crawl frontier), in a database of
 //!   their own (`store::SharedStore`).
 //! - [`eggs`]: checking and unpacking uploaded eggs.
+//! - [`record`]: one record of job data as JSON text: checked and made
+//!   compact on the way in, transcoded to msgpack on the way out, without
+//!   building a `Value`.
 //! - [`filter`]: the record filters of the Scrapy Cloud storage API.
 //! - [`version`]: the loose-version order of version strings.
 //! - [`names`]: which project names are allowed and how versions map to
@@ -51,6 +54,7 @@ pub mod http;
 pub mod names;
 pub mod pyjson;
 pub mod pyliteral;
+pub mod record;
 pub mod runner;
 pub mod store;
 pub mod supervisor;

@@ -9,13 +9,15 @@
 //! crawl's files or stream were read) are committed with the records read
 //! from them, so a restart neither loses nor repeats one.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{StoreError, StoreResult, migrate, open_connection, writer};
+use crate::record;
 
 /// The four streams of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +58,78 @@ impl DataKind {
     }
 }
 
-/// One record to store, with the bytes it counts for in its stats.
-#[derive(Debug, Clone)]
+/// One record to store: its compact JSON text, what it counts for in its
+/// stream's stats (its fields; a log record, its level) and its bytes
+/// there (`input_bytes`: a log record its message and a newline, anything
+/// else its msgpack encoding, as Scrapy Cloud counts them).
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewRecord {
-    pub data: Value,
+    pub json: String,
+    /// Shared by the records of a batch that have the same fields.
+    pub counts: Arc<[String]>,
     pub size: u64,
+}
+
+impl NewRecord {
+    /// The record of a value.
+    pub fn new(kind: DataKind, data: &Value) -> NewRecord {
+        let (counts, size) = match (kind, data) {
+            (DataKind::Logs, Value::Object(fields)) => {
+                let level = fields.get("level").map(|level| match level {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                });
+                let size = match fields.get("message") {
+                    Some(Value::String(message)) => message.len() as u64 + 1,
+                    _ => record::msgpack_size(data),
+                };
+                (level.into_iter().collect(), size)
+            }
+            (_, Value::Object(fields)) => {
+                (fields.keys().cloned().collect(), record::msgpack_size(data))
+            }
+            _ => (Arc::from([]), record::msgpack_size(data)),
+        };
+        NewRecord {
+            json: data.to_string(),
+            counts,
+            size,
+        }
+    }
+
+    /// The record of a line of JSON (an item, a request, a sample: not a
+    /// log record), checked and made compact without building a value.
+    /// `previous` is the field list of the record before it, shared when
+    /// this one has the same fields.
+    pub fn from_line(
+        text: &str,
+        previous: &mut Option<Arc<[String]>>,
+    ) -> Result<NewRecord, serde_json::Error> {
+        let checked = record::check(text)?;
+        let counts = match previous {
+            Some(names) if names.iter().eq(checked.fields.iter()) => Arc::clone(names),
+            _ => {
+                let names: Arc<[String]> = checked.fields.iter().map(|n| n.to_string()).collect();
+                *previous = Some(Arc::clone(&names));
+                names
+            }
+        };
+        Ok(NewRecord {
+            json: checked.json,
+            counts,
+            size: checked.msgpack_size,
+        })
+    }
+}
+
+/// An append on its way to the disk.
+pub struct PendingAppend(writer::Pending<()>);
+
+impl PendingAppend {
+    /// Waits until the records are committed (or why they are not).
+    pub fn wait(self) -> StoreResult<()> {
+        self.0.wait()
+    }
 }
 
 /// A stored record as read back: its index, batch time and JSON text.
@@ -186,6 +255,26 @@ impl DataStore {
         })?
     }
 
+    /// [`DataStore::append`] of records read up to `offset` (no `start`),
+    /// without waiting for the commit: the caller goes on reading and
+    /// waits before its next append.
+    pub fn append_deferred(
+        &self,
+        job: i64,
+        kind: DataKind,
+        records: Vec<NewRecord>,
+        offset: (String, u64),
+        now_ms: i64,
+    ) -> StoreResult<PendingAppend> {
+        let ts = self.batch_ts(now_ms);
+        let pending = self.writer.write_deferred(move |connection| {
+            // No `start`: there is no gap to find.
+            let _ = append_in(connection, job, kind, None, records, ts)?;
+            set_offset_in(connection, job, &offset.0, offset.1)
+        })?;
+        Ok(PendingAppend(pending))
+    }
+
     /// Appends records of several streams of a job (what one read of a
     /// crawl's event stream held) with the offset read up to, in one commit.
     pub fn append_streams(
@@ -208,6 +297,29 @@ impl DataStore {
     /// A job's stats for one kind (all zero when it has no records).
     pub fn stats(&self, job: i64, kind: DataKind) -> StoreResult<DataStats> {
         stats_in(&self.read(), job, kind)
+    }
+
+    /// How many items and log records each of `jobs` has (those with
+    /// neither are left out): the counts of their stats alone, in one
+    /// query, for a listing that shows them for each job.
+    pub fn item_and_log_counts(&self, jobs: &[i64]) -> StoreResult<HashMap<i64, (u64, u64)>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT job, kind, input_values FROM record_stats
+             WHERE job IN (SELECT value FROM json_each(?1)) AND kind IN (0, 1)",
+        )?;
+        let ids = serde_json::to_string(jobs)?;
+        let mut counts: HashMap<i64, (u64, u64)> = HashMap::new();
+        let mut rows = statement.query([ids])?;
+        while let Some(row) = rows.next()? {
+            let entry = counts.entry(row.get(0)?).or_default();
+            let count = row.get::<_, i64>(2)?.max(0) as u64;
+            match row.get::<_, i64>(1)? {
+                0 => entry.0 = count,
+                _ => entry.1 = count,
+            }
+        }
+        Ok(counts)
     }
 
     /// Gives `visit` up to `max` records of a job from index `from`, in
@@ -288,17 +400,34 @@ fn append_in(
     let mut insert = connection.prepare_cached(
         "INSERT INTO records (job, kind, n, ts, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for record in records.into_iter().skip(skip) {
+    // Records of a stream mostly have the same fields: each run of
+    // records with the same ones is counted at once.
+    let mut run: Option<(&Arc<[String]>, u64)> = None;
+    for record in records.iter().skip(skip) {
         insert.execute(params![
             job,
             kind.code(),
             stats.input_values as i64,
             ts,
-            record.data.to_string()
+            record.json
         ])?;
-        count_fields(&mut stats, kind, &record.data);
+        match &mut run {
+            Some((names, count))
+                if Arc::ptr_eq(names, &record.counts) || **names == record.counts =>
+            {
+                *count += 1
+            }
+            _ => {
+                if let Some((names, count)) = run.replace((&record.counts, 1)) {
+                    count_names(&mut stats, names, count);
+                }
+            }
+        }
         stats.input_values += 1;
         stats.input_bytes += record.size;
+    }
+    if let Some((names, count)) = run {
+        count_names(&mut stats, names, count);
     }
     connection
         .prepare_cached(
@@ -315,6 +444,18 @@ fn append_in(
             stats.input_bytes as i64
         ])?;
     Ok(Ok(stats.input_values))
+}
+
+/// Adds `count` records having each of `names` to the stats' counts.
+fn count_names(stats: &mut DataStats, names: &[String], count: u64) {
+    for name in names {
+        match stats.counts.get_mut(name.as_str()) {
+            Some(known) => *known = Value::from(known.as_u64().unwrap_or(0) + count),
+            None => {
+                stats.counts.insert(name.clone(), Value::from(count));
+            }
+        }
+    }
 }
 
 fn set_offset_in(connection: &Connection, job: i64, source: &str, offset: u64) -> StoreResult<()> {
@@ -349,26 +490,6 @@ fn stats_in(connection: &Connection, job: i64, kind: DataKind) -> StoreResult<Da
     })
 }
 
-/// Counts a record's fields into `stats` (a log record counts its level).
-fn count_fields(stats: &mut DataStats, kind: DataKind, record: &Value) {
-    let mut bump = |name: String| {
-        let entry = stats.counts.entry(name).or_insert(Value::from(0));
-        *entry = Value::from(entry.as_u64().unwrap_or(0) + 1);
-    };
-    match (kind, record) {
-        (DataKind::Logs, Value::Object(fields)) => {
-            if let Some(level) = fields.get("level") {
-                bump(match level {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                });
-            }
-        }
-        (_, Value::Object(fields)) => fields.keys().cloned().for_each(bump),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,10 +504,14 @@ mod tests {
     fn records(values: &[Value]) -> Vec<NewRecord> {
         values
             .iter()
-            .map(|data| NewRecord {
-                data: data.clone(),
-                size: 1,
-            })
+            .map(|data| NewRecord::new(DataKind::Items, data))
+            .collect()
+    }
+
+    fn logs(values: &[Value]) -> Vec<NewRecord> {
+        values
+            .iter()
+            .map(|data| NewRecord::new(DataKind::Logs, data))
             .collect()
     }
 
@@ -455,7 +580,7 @@ mod tests {
                 2,
                 DataKind::Logs,
                 None,
-                records(&[json!({"level": 20})]),
+                logs(&[json!({"level": 20})]),
                 offset,
                 7,
             )
@@ -465,7 +590,7 @@ mod tests {
                 2,
                 DataKind::Logs,
                 None,
-                records(&[json!({"level": 40})]),
+                logs(&[json!({"level": 40})]),
                 None,
                 7,
             )

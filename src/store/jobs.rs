@@ -193,7 +193,17 @@ pub(super) fn query_jobs_on(
     sql_tail: &str,
     params: impl rusqlite::Params,
 ) -> StoreResult<Vec<Job>> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {sql_tail}");
+    query_jobs_from(connection, &format!("jobs {sql_tail}"), params)
+}
+
+/// Jobs selected by `from` (what follows `FROM`: `jobs`, maybe joined
+/// with tables whose columns have other names, and the clauses).
+pub(super) fn query_jobs_from(
+    connection: &Connection,
+    from: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM {from}");
     let mut statement = connection.prepare_cached(&sql)?;
     let rows = statement.query_map(params, job_from_row)?;
     rows.map(|row| decode(row?)).collect()

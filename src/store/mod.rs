@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use activity::ActivityEvent;
-pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, RecordView};
+pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobView};
@@ -173,6 +173,13 @@ CREATE TABLE activity (
     event      TEXT NOT NULL
 );
 CREATE INDEX activity_by_project ON activity (project_id, seq);
+"#,
+    r#"
+-- run.json refuses the same spider with the same arguments while one is
+-- pending or running: one index seek, however long the queue (without it,
+-- every run.json read each pending job of the project).
+CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
+    WHERE state IN ('pending', 'running');
 "#,
 ];
 

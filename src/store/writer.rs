@@ -52,6 +52,16 @@ pub(super) struct Writer {
     changes: Sender<Change>,
 }
 
+/// A change submitted with [`Writer::write_deferred`].
+pub(super) struct Pending<T>(Receiver<StoreResult<T>>);
+
+impl<T> Pending<T> {
+    /// Blocks until the change's batch is committed; answers its result.
+    pub fn wait(self) -> StoreResult<T> {
+        self.0.recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
 /// Counts committed batches, so readers can tell whether anything changed
 /// since they last looked.
 pub(super) type Generation = std::sync::Arc<std::sync::atomic::AtomicU64>;
@@ -87,12 +97,22 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.write_deferred(change)?.wait()
+    }
+
+    /// Runs `change` in the next batch without waiting: the answer
+    /// waits for its commit.
+    pub fn write_deferred<T, F>(&self, change: F) -> StoreResult<Pending<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (answer, reply) = sync_channel::<StoreResult<T>>(1);
         self.submit(change, move |outcome| {
             // The caller may have given up waiting; nothing to do then.
             let _ = answer.send(outcome);
         })?;
-        reply.recv().map_err(|_| StoreError::WriterGone)?
+        Ok(Pending(reply))
     }
 
     /// [`Writer::write`] for async callers: waits without holding a thread.

@@ -14,7 +14,7 @@ use crate::clock;
 use crate::cloud::{RunRequest, cloud_priority, millis};
 use crate::daemon::Daemon;
 use crate::http::{HttpResponse, body};
-use crate::store::{DataKind, Job, JobQuery, JobState, MetaChange};
+use crate::store::{Job, JobQuery, JobState, MetaChange};
 
 /// The most jobs one `jobs/list` answer holds.
 const MAX_LISTED: usize = 1000;
@@ -189,7 +189,11 @@ fn selected_jobs(
 /// `jobs/list.json` and `jobs/list.jl`.
 fn list(daemon: &Daemon, request: &mut CloudRequest, lines: bool) -> CloudResult<HttpResponse> {
     let (jobs, total) = selected_jobs(daemon, request, MAX_LISTED)?;
-    let summaries: Vec<Value> = jobs.iter().map(|job| summary(daemon, job)).collect();
+    let counts = daemon.record_counts(&jobs)?;
+    let summaries: Vec<Value> = jobs
+        .iter()
+        .map(|job| summary(job, counts.get(&job.seq).copied().unwrap_or_default()))
+        .collect();
     if lines {
         return Ok(super::json_lines(summaries.iter()));
     }
@@ -200,8 +204,9 @@ fn list(daemon: &Daemon, request: &mut CloudRequest, lines: bool) -> CloudResult
     }))))
 }
 
-/// A job as the Jobs API lists it.
-fn summary(daemon: &Daemon, job: &Job) -> Value {
+/// A job as the Jobs API lists it, with how many items and log records
+/// were captured of it.
+fn summary(job: &Job, (items, logs): (u64, u64)) -> Value {
     let iso = |seconds: f64| {
         chrono::DateTime::from_timestamp_millis(millis(seconds))
             .map(|time| time.format("%Y-%m-%dT%H:%M:%S").to_string())
@@ -239,13 +244,8 @@ fn summary(daemon: &Daemon, job: &Job) -> Value {
             .and_then(|stats| stats.get(name))
             .and_then(Value::as_u64)
     };
-    let count = |kind| {
-        daemon
-            .record_stats(job, kind)
-            .map_or(0, |stats| stats.input_values)
-    };
-    entry.insert("items_scraped".into(), Value::from(count(DataKind::Items)));
-    entry.insert("logs".into(), Value::from(count(DataKind::Logs)));
+    entry.insert("items_scraped".into(), Value::from(items));
+    entry.insert("logs".into(), Value::from(logs));
     entry.insert(
         "responses_received".into(),
         Value::from(stat("response_received_count").unwrap_or(0)),

@@ -331,6 +331,29 @@ fn give(
                 }
                 return true;
             }
+            let record_key = reading.with_key.then(|| format!("{key}/{}", record.index));
+            let ts = reading.with_ts.then_some(record.ts);
+            if reading.filters.is_empty() {
+                match reading.encoder.record_text(
+                    record.json,
+                    record_key.as_deref(),
+                    ts,
+                    reading.nodata,
+                    out,
+                ) {
+                    Ok(true) => {
+                        if let Some(left) = &mut reading.left {
+                            *left -= 1;
+                        }
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        failure = Some(error.to_string());
+                        return false;
+                    }
+                }
+            }
             let value: Value = match serde_json::from_str(record.json) {
                 Ok(value) => value,
                 Err(error) => {
@@ -345,8 +368,6 @@ fn give(
             {
                 return true;
             }
-            let record_key = reading.with_key.then(|| format!("{key}/{}", record.index));
-            let ts = reading.with_ts.then_some(record.ts);
             let value = with_meta(value, record_key, ts, reading.nodata);
             reading.encoder.record(&value, out);
             if let Some(left) = &mut reading.left {

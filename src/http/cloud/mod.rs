@@ -314,8 +314,19 @@ async fn answer_checked(
         api_url: dash_url(daemon, parts),
         who,
     };
-    // Cloud calls wait for commits, often several: on the blocking pool,
-    // so the async workers keep serving meanwhile.
+    // run.json, like schedule.json, makes short reads and then waits for
+    // its one group commit without holding a thread: answered here. (On
+    // the blocking pool, each would hold a thread through its commit and
+    // cost two hand-offs between threads.)
+    if matches!(api, Api::Dash)
+        && request.method == Method::POST
+        && request.segments.len() == 1
+        && request.segments[0] == "run.json"
+    {
+        return dash::answer(daemon, request).await;
+    }
+    // Other Cloud calls wait for commits, often several: on the blocking
+    // pool, so the async workers keep serving meanwhile.
     let daemon = Arc::clone(daemon);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || match api {

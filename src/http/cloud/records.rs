@@ -9,6 +9,7 @@ use hyper::header;
 use serde_json::{Map, Value};
 
 use super::{CloudError, CloudRequest, CloudResult};
+use crate::record;
 
 /// A result format.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,6 +247,38 @@ impl Encoder {
                 out.push(b'\n');
             }
         }
+    }
+
+    /// Writes a record given as its stored JSON text without building a
+    /// value, where the format allows it (msgpack; CSV without meta
+    /// fields), with `_key` and `_ts` as [`with_meta`] adds them; answers
+    /// false where it does not (the caller parses the record and calls
+    /// [`Encoder::record`]).
+    pub fn record_text(
+        &mut self,
+        json: &str,
+        key: Option<&str>,
+        ts: Option<i64>,
+        nodata: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, serde_json::Error> {
+        match &self.format {
+            // A record with fields of its own named like the meta fields
+            // keeps its values, as with_meta does: read the slow way.
+            Format::Msgpack
+                if !(key.is_some() && json.contains("\"_key\"")
+                    || ts.is_some() && json.contains("\"_ts\"")) =>
+            {
+                record::write_msgpack(json, key, ts, nodata, out)?;
+            }
+            Format::Csv(options) if key.is_none() && ts.is_none() && !nodata => {
+                let cells = record::pick_fields(json, &options.fields)?;
+                write_csv_row(options, cells.iter().map(Option::as_ref), out);
+            }
+            _ => return Ok(false),
+        }
+        self.written += 1;
+        Ok(true)
     }
 
     /// What comes after the last record.
