@@ -6,8 +6,10 @@
 #     bash bench/run.sh --full     # + 100k scheduled jobs and 1M-job listjobs
 #
 # It prepares everything, then bench/bench.py runs both daemons on this
-# machine, prints a Markdown table and writes bench/results.json. Extra
-# arguments go to bench.py (`bash bench/run.sh --help`).
+# machine, prints a Markdown table and writes bench/results.json; then
+# bench/cloud.py measures the Scrapy Cloud side of scrapyd-rs and writes
+# bench/cloud-results.json. Extra arguments go to bench.py (`bash
+# bench/run.sh --help`).
 #
 # Environment:
 #   SCRAPYD_BENCH_VENV        the venv (default bench/.venv), created or
@@ -17,6 +19,9 @@
 #   SCRAPYD_RS_BIN            use this scrapyd-rs binary instead of building
 #   SCRAPYD_BENCH_LOADGEN     wrk or oha (default: wrk if installed, else oha
 #                             if installed, else wrk is installed with apt-get)
+#   SCRAPYD_BENCH_CLOUD       1 runs bench/cloud.py (the Scrapy Cloud figures)
+#                             after bench.py, 0 does not; by default it runs
+#                             after a whole run (no arguments, or --full)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -67,6 +72,13 @@ cargo build --release --locked --quiet --target-dir "$target_dir" \
     --manifest-path "$repo/bench/hyper-baseline/Cargo.toml"
 hyper_bin="$target_dir/release/hyper-baseline"
 
-exec "$venv/bin/python" bench/bench.py \
+"$venv/bin/python" bench/bench.py \
     --scrapyd-rs "$rs_bin" --rs-built-from "$built_from" --hyper "$hyper_bin" \
     --loadgen "$loadgen" "$@"
+
+# --- The Scrapy Cloud figures (bench/cloud.py): after a whole run -------------
+cloud="${SCRAPYD_BENCH_CLOUD:-auto}"
+if [ "$cloud" = 1 ] || { [ "$cloud" = auto ] && { [ $# -eq 0 ] || [ "$*" = --full ]; }; }; then
+    "$venv/bin/python" bench/cloud.py \
+        --scrapyd-rs "$rs_bin" --rs-built-from "$built_from" --hyper "$hyper_bin"
+fi
