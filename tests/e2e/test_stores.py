@@ -447,3 +447,20 @@ def test_every_answered_write_survives_kill_9(cloud):
     queued = {fp for fp, _ in requests_of(slot.q.list())}
     assert set(answered_fps) <= queued
     assert newcounts and all(count == 50 for count in newcounts)
+
+
+def test_deleting_the_project_deletes_its_stores(cloud, egg_file):
+    cloud.project.collections.get_store("kept").set({"_key": "k"})
+    slot = cloud.project.frontiers.get("f").get("s")
+    slot.q.add([{"fp": "a"}])
+    slot.flush()
+    cloud.post("delproject.json", data={"project": str(PROJECT)})
+    # The same name gets the same id back (no job ever had it): nothing of
+    # the old project's stores may show through.
+    cloud.upload(str(PROJECT), "1.0", egg_file)
+    assert cloud.client.projects.list() == [PROJECT]
+    assert cloud.project.collections.list() == []
+    assert cloud.project.frontiers.list() == []
+    slot.q.add([{"fp": "a"}])
+    slot.flush()
+    assert slot.q.list()[0]["requests"] == [["a", None]]
