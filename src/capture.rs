@@ -275,7 +275,8 @@ impl Capture {
 
     /// Reads `start-crawl`'s event stream from its committed offset:
     /// `LOG`, `ITM`, `REQ` become records (and the Scrapyd log and items
-    /// files get their lines), `STA` the job's `scrapystats`.
+    /// files get their lines), `STA` a sample and the job's `scrapystats`,
+    /// `FIN` the outcome its end is recorded with.
     fn read_stream(&self, job: &Job, path: &Path, last: bool) -> Result<(), String> {
         let mut file = match std::fs::File::open(path) {
             Ok(file) => file,
@@ -350,11 +351,16 @@ impl Capture {
                     DataKind::Requests,
                     records(DataKind::Requests, &events.requests),
                 ),
+                (
+                    DataKind::Samples,
+                    records(DataKind::Samples, &events.samples),
+                ),
             ];
             self.data
                 .append_streams(
                     job.seq,
                     batches,
+                    events.outcome.take(),
                     ("stream".into(), offset + consumed),
                     millis(clock::now()),
                 )
@@ -420,6 +426,14 @@ impl Capture {
         }
     }
 
+    /// How a `start-crawl` crawl said it ended (its `FIN`), once read.
+    pub fn crawl_outcome(&self, seq: i64) -> Option<String> {
+        self.data.crawl_outcome(seq).unwrap_or_else(|error| {
+            warn!(%error, seq, "cannot read the crawl's outcome");
+            None
+        })
+    }
+
     /// Scrapy's stats dump, seen in the log, becomes `scrapystats`.
     fn keep_stats(&self, job: &Job, record: &Value) {
         let Some(message) = record.get("message").and_then(Value::as_str) else {
@@ -451,8 +465,38 @@ struct Events {
     logs: Vec<Value>,
     items: Vec<Value>,
     requests: Vec<Value>,
+    /// One per `STA`: the time and the stats Scrapy Cloud samples.
+    samples: Vec<Value>,
+    /// The last `STA`'s stats: the job's `scrapystats`.
     stats: Option<Value>,
+    /// `FIN`'s outcome: the job's `close_reason`.
+    outcome: Option<String>,
     problems: Vec<String>,
+}
+
+/// The stats a job's samples carry, in their order after the time: what
+/// Scrapy Cloud's stats collector samples every 30 seconds.
+const SAMPLED_STATS: [&str; 5] = [
+    "item_scraped_count",
+    "response_received_count",
+    "scheduler/enqueued",
+    "scheduler/dequeued",
+    "log_count/ERROR",
+];
+
+/// A sample record `[time, value, ...]` from a `STA` event: missing stats
+/// count 0.
+fn sample(time: Option<&Value>, stats: &Value) -> Value {
+    let time = time
+        .and_then(Value::as_f64)
+        .map_or_else(|| millis(clock::now()), |ms| ms as i64);
+    let mut row = vec![Value::from(time)];
+    row.extend(
+        SAMPLED_STATS
+            .iter()
+            .map(|name| stats.get(*name).cloned().unwrap_or(Value::from(0))),
+    );
+    Value::Array(row)
 }
 
 impl Events {
@@ -489,10 +533,17 @@ impl Events {
                 }
                 self.requests.push(data);
             }
-            "STA" => self.stats = data.get("stats").cloned(),
-            // The outcome is also in the last log lines, where the end of
-            // the crawl reads it.
-            "FIN" => {}
+            "STA" => {
+                let stats = data.get("stats").cloned().unwrap_or(Value::Null);
+                self.samples.push(sample(data.get("time"), &stats));
+                self.stats = Some(stats);
+            }
+            "FIN" => match data.get("outcome").and_then(Value::as_str) {
+                Some(outcome) => self.outcome = Some(outcome.to_string()),
+                None => self
+                    .problems
+                    .push("a FIN event without an outcome: not kept".into()),
+            },
             other => self
                 .problems
                 .push(format!("an unknown event {other}: not kept")),
@@ -690,6 +741,8 @@ mod tests {
         );
         assert!(events.requests[0].get("parent").is_none());
         assert_eq!(events.stats, Some(json!({"item_scraped_count": 1})));
+        assert_eq!(events.samples, vec![json!([1, 1, 0, 0, 0, 0])]);
+        assert_eq!(events.outcome.as_deref(), Some("finished"));
         assert_eq!(events.problems.len(), 1);
         let line = scrapy_log_line(&events.logs[0]);
         assert!(

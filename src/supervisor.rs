@@ -493,8 +493,12 @@ impl Supervisor {
             .crawls()
             .get(&seq)
             .is_some_and(|crawl| crawl.stopped_at_shutdown);
-        let log_reason = log_file.and_then(close_reason_from_log);
-        let reason = close_reason(cancelled, stopped, log_reason, ending);
+        // start-crawl's FIN, else Scrapy's last words in its log.
+        let scrapy_reason = self
+            .capture
+            .crawl_outcome(seq)
+            .or_else(|| log_file.and_then(close_reason_from_log));
+        let reason = close_reason(cancelled, stopped, scrapy_reason, ending);
         let exit_code = ending.exit_code();
         if let Err(error) = self.store.finish_job(seq, clock::now(), exit_code, &reason) {
             warn!(%error, seq, "cannot record the end of a crawl yet; trying again shortly");
@@ -783,17 +787,17 @@ impl Backoff {
 }
 
 /// The close reason recorded for a crawl: a cancel, else Scrapy's own
-/// word from its log, else what the daemon knows.
+/// word (start-crawl's `FIN`, or the log), else what the daemon knows.
 fn close_reason(
     cancelled: bool,
     stopped_at_shutdown: bool,
-    log_reason: Option<String>,
+    scrapy_reason: Option<String>,
     ending: Ending,
 ) -> String {
     if cancelled {
         return "cancelled".into();
     }
-    if let Some(reason) = log_reason {
+    if let Some(reason) = scrapy_reason {
         return reason;
     }
     match ending {

@@ -159,7 +159,8 @@ pub enum AppendError {
     Store(#[from] StoreError),
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     job   INTEGER NOT NULL,     -- the job's seq in the job store
     kind  INTEGER NOT NULL,     -- 0 items, 1 logs, 2 requests, 3 samples
@@ -183,7 +184,17 @@ CREATE TABLE capture_offsets (
     offset INTEGER NOT NULL,
     PRIMARY KEY (job, source)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Scrapy's word on how a crawl ended (start-crawl's FIN), kept with the
+-- offset of the stream it was read from, so it survives a restart of the
+-- daemon between the event and the end of the process.
+CREATE TABLE crawl_outcomes (
+    job     INTEGER PRIMARY KEY,
+    outcome TEXT NOT NULL
+);
+"#,
+];
 
 /// The job data database.
 pub struct DataStore {
@@ -276,11 +287,13 @@ impl DataStore {
     }
 
     /// Appends records of several streams of a job (what one read of a
-    /// crawl's event stream held) with the offset read up to, in one commit.
+    /// crawl's event stream held) with the offset read up to and the
+    /// crawl's outcome if the read held it, in one commit.
     pub fn append_streams(
         &self,
         job: i64,
         batches: Vec<(DataKind, Vec<NewRecord>)>,
+        outcome: Option<String>,
         offset: (String, u64),
         now_ms: i64,
     ) -> StoreResult<()> {
@@ -290,8 +303,25 @@ impl DataStore {
                 // No `start`: there is no gap to find.
                 let _ = append_in(connection, job, kind, None, records, ts)?;
             }
+            if let Some(outcome) = &outcome {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO crawl_outcomes (job, outcome) VALUES (?1, ?2)
+                         ON CONFLICT (job) DO UPDATE SET outcome = excluded.outcome",
+                    )?
+                    .execute(params![job, outcome])?;
+            }
             set_offset_in(connection, job, &offset.0, offset.1)
         })
+    }
+
+    /// How the crawl said it ended, if it said so (start-crawl's `FIN`).
+    pub fn crawl_outcome(&self, job: i64) -> StoreResult<Option<String>> {
+        Ok(self
+            .read()
+            .prepare_cached("SELECT outcome FROM crawl_outcomes WHERE job = ?1")?
+            .query_row([job], |row| row.get(0))
+            .optional()?)
     }
 
     /// A job's stats for one kind (all zero when it has no records).
@@ -367,7 +397,12 @@ impl DataStore {
     /// the space they took back to the disk.
     pub fn delete_job(&self, job: i64) -> StoreResult<()> {
         self.writer.write(move |connection| {
-            for table in ["records", "record_stats", "capture_offsets"] {
+            for table in [
+                "records",
+                "record_stats",
+                "capture_offsets",
+                "crawl_outcomes",
+            ] {
                 connection.execute(&format!("DELETE FROM {table} WHERE job = ?1"), [job])?;
             }
             // The freed pages leave the file with this commit.
@@ -513,6 +548,31 @@ mod tests {
             .iter()
             .map(|data| NewRecord::new(DataKind::Logs, data))
             .collect()
+    }
+
+    #[test]
+    fn a_crawls_outcome_commits_with_its_stream_and_goes_with_the_job() {
+        let (_folder, store) = store();
+        assert_eq!(store.crawl_outcome(7).unwrap(), None);
+        let batches = vec![(DataKind::Items, records(&[json!({"a": 1})]))];
+        store
+            .append_streams(
+                7,
+                batches,
+                Some("shutdown".into()),
+                ("stream".into(), 40),
+                1,
+            )
+            .unwrap();
+        assert_eq!(store.crawl_outcome(7).unwrap().as_deref(), Some("shutdown"));
+        assert_eq!(store.capture_offset(7, "stream").unwrap(), 40);
+        // A later read without a FIN keeps the outcome.
+        store
+            .append_streams(7, Vec::new(), None, ("stream".into(), 60), 2)
+            .unwrap();
+        assert_eq!(store.crawl_outcome(7).unwrap().as_deref(), Some("shutdown"));
+        store.delete_job(7).unwrap();
+        assert_eq!(store.crawl_outcome(7).unwrap(), None);
     }
 
     fn all(store: &DataStore, job: i64) -> Vec<(u64, String)> {

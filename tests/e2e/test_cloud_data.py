@@ -208,3 +208,30 @@ def test_the_shub_runner_streams_everything_and_writes_scrapyds_files(shub_cloud
     assert all("_type" not in item for item in feed)
     # The stream file is gone once captured.
     assert not list((cloud.dirs["dbs"] / "streams").glob("*/stream"))
+    # Each STA became a sample: [time, items, responses, enqueued, dequeued,
+    # errors], one at the spider's opening, one at its close.
+    samples = list(job.samples.iter())
+    assert len(samples) >= 2, samples
+    assert all(len(sample) == 6 and all(isinstance(v, int) for v in sample) for sample in samples)
+    assert [sample[0] for sample in samples] == sorted(sample[0] for sample in samples)
+    assert samples[0][1:] == [0, 0, 0, 0, 0]
+    assert samples[-1][1] == len(SITE_TITLES)
+    assert samples[-1][2] == len(urls)
+
+
+def test_the_shub_runners_outcome_is_the_close_reason_without_a_log(daemon_factory, egg_file, site):
+    daemon = daemon_factory(cloud_api_keys=KEY, max_proc=1, crawl_runner="shub", logs_dir="")
+    daemon.upload(str(PROJECT), "1.0", egg_file)
+    daemon.client = ScrapinghubClient(KEY, dash_endpoint=daemon.url + "/api/", endpoint=daemon.url + "/")
+    try:
+        project = daemon.client.get_project(PROJECT)
+        job = project.jobs.run("pages", job_args={"base_url": site.url},
+                               job_settings={"CLOSESPIDER_ITEMCOUNT": 1})
+        wait_cloud_state(job, "finished")
+        # Only FIN says so: there is no log file to read it from.
+        assert job.metadata.get("close_reason") == "closespider_itemcount"
+        entry = next(iter(scrapyd_jobs(daemon).values()))[1]
+        assert entry["close_reason"] == "closespider_itemcount"
+        assert job.metadata.get("scrapystats")["finish_reason"] == "closespider_itemcount"
+    finally:
+        daemon.client.close()
