@@ -13,7 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from conftest import wait_log_contains, process_gone, start_slow
+from conftest import wait_for, wait_log_contains, process_gone, start_slow
 
 # Stand-ins for the interpreter, so thousands of crawls cost little. The
 # daemon appends a crawl's output to its log, where the close reason is read.
@@ -70,6 +70,10 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         # it lists is what the first daemon left, plus up to 4 new crawls.
         daemon.restart(python=fake_python(daemon, "never-exits", NEVER_EXITS))
 
+        # A listing reads its sections one after another: taken once the
+        # new daemon has filled its slots, so no job moves between them.
+        wait_for(lambda: len(daemon.listjobs()["running"]) == 4 or not daemon.listjobs()["pending"],
+                 message="the slots filled")
         jobs = daemon.listjobs()
         listed = [job["id"] for state in ("pending", "running", "finished") for job in jobs[state]]
         assert sorted(listed) == sorted(scheduled), f"trial {trial}: jobs lost or duplicated"
