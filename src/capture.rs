@@ -189,22 +189,14 @@ impl Capture {
             Ok::<(), String>(())
         };
         loop {
-            let length = file.metadata().map_err(|e| e.to_string())?.len();
-            if offset >= length {
+            let Some(Chunk {
+                bytes: chunk,
+                at_end,
+                mut complete,
+            }) = next_chunk(&mut file, offset)?
+            else {
                 return settle(&mut in_flight);
-            }
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| e.to_string())?;
-            let mut chunk = Vec::with_capacity(READ_CHUNK.min((length - offset) as usize));
-            (&mut file)
-                .take(READ_CHUNK as u64)
-                .read_to_end(&mut chunk)
-                .map_err(|e| e.to_string())?;
-            let at_end = offset + chunk.len() as u64 >= length;
-            let mut complete = chunk
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |end| end + 1);
+            };
             // A crawl that died mid-line: its log's last words still count.
             if source == Source::Log && last && at_end {
                 complete = chunk.len();
@@ -287,22 +279,14 @@ impl Capture {
                 .data
                 .capture_offset(job.seq, "stream")
                 .map_err(|e| e.to_string())?;
-            let length = file.metadata().map_err(|e| e.to_string())?.len();
-            if offset >= length {
+            let Some(Chunk {
+                bytes: chunk,
+                at_end,
+                complete,
+            }) = next_chunk(&mut file, offset)?
+            else {
                 return Ok(());
-            }
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| e.to_string())?;
-            let mut chunk = Vec::with_capacity(READ_CHUNK.min((length - offset) as usize));
-            (&mut file)
-                .take(READ_CHUNK as u64)
-                .read_to_end(&mut chunk)
-                .map_err(|e| e.to_string())?;
-            let at_end = offset + chunk.len() as u64 >= length;
-            let complete = chunk
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |end| end + 1);
+            };
             let mut events = Events::default();
             for line in chunk[..complete].split(|&b| b == b'\n') {
                 events.take(line);
@@ -457,6 +441,40 @@ impl Capture {
             }
         }
     }
+}
+
+/// What one read of a followed file brought.
+struct Chunk {
+    /// Up to [`READ_CHUNK`] bytes from the offset asked for.
+    bytes: Vec<u8>,
+    /// They reach the file's end (as it was when read).
+    at_end: bool,
+    /// The length of the complete lines at their start.
+    complete: usize,
+}
+
+/// Reads the next chunk of a file from `offset`; `None` when there is
+/// nothing past it yet.
+fn next_chunk(file: &mut std::fs::File, offset: u64) -> Result<Option<Chunk>, String> {
+    let length = file.metadata().map_err(|e| e.to_string())?.len();
+    if offset >= length {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(READ_CHUNK.min((length - offset) as usize));
+    file.take(READ_CHUNK as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    Ok(Some(Chunk {
+        at_end: offset + bytes.len() as u64 >= length,
+        bytes,
+        complete,
+    }))
 }
 
 /// What one read of an event stream held.
