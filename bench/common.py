@@ -1,7 +1,8 @@
-"""Helpers bench.py and cloud.py share: the log line, medians, free ports,
-a process's memory, stopping a daemon and the crawls it left, the machine's
-CPU and the printed report. Imported as `common` by both, which run as
-scripts (`python3 bench/bench.py …`), so their folder is on the path.
+"""Helpers the benchmark scripts share (bench.py, cloud.py, stores.py): the
+log line, medians, free ports, a process's memory, stopping a daemon and
+the crawls it left, the machine's CPU and the printed report. Imported as
+`common`: the scripts run as scripts (`python3 bench/bench.py …`), so their
+folder is on the path.
 """
 
 from __future__ import annotations
