@@ -30,7 +30,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import threading
@@ -38,6 +37,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from common import MB, cpu_model, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -50,25 +51,6 @@ PHASES = ["startup", "api", "schedule", "memory", "latency", "listjobs", "pendin
 SD = "scrapyd"  # Scrapyd 1.6.0
 RS = "scrapyd-rs"
 KINDS = (SD, RS)
-MB = 1024 * 1024
-
-
-def log(message: str) -> None:
-    stamp = datetime.datetime.now().strftime("%H:%M:%S")
-    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------
@@ -258,32 +240,6 @@ python           = {python}
 """
 
 
-def rss_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in KiB."""
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0])
-    return values
-
-
-def process_cwd(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return ""
-
-
-def process_cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 class Daemon:
     """One Scrapyd or scrapyd-rs in its own folder and on its own port."""
 
@@ -355,28 +311,9 @@ class Daemon:
         egg below it)."""
         self.client.close()
         if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 20)
             self.process = None
-        self.kill_crawls()
-
-    def kill_crawls(self) -> None:
-        root = str(self.root)
-        me = os.getpid()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me:
-                continue
-            pid = int(entry)
-            cwd = process_cwd(pid)
-            if cwd == root or cwd.startswith(root + os.sep):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_processes_in(self.root)
 
     # --- API helpers ---------------------------------------------------------
 
@@ -2028,14 +1965,6 @@ def versions(args) -> dict:
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return None
 
-    cpu = None
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "scrapyd": version("scrapyd"),
         "scrapy": version("scrapy"),
@@ -2047,7 +1976,7 @@ def versions(args) -> dict:
         "load_generator": run(args.loadgen, "--version"),
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "niceness": os.nice(0),
     }
@@ -2133,17 +2062,7 @@ def main():
         "ratio = scrapyd-rs ÷ Scrapyd.",
         *bench.notes,
     ]
-    print()
-    print(table)
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print()
-    print("Notes by figure:")
-    print()
-    for row in bench.figures.rows:
-        if row["note"]:
-            print(f"- *{row['figure']}*: {row['note']}")
+    print_report(table, notes, bench.figures.rows)
     results = {
         "generated_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine,

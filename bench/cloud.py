@@ -36,10 +36,8 @@ import platform
 import random
 import re
 import shutil
-import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import threading
@@ -49,21 +47,12 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
+from common import MB, cpu_model, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-MB = 1024 * 1024
 PROJECT = "1"  # deployed under a name of digits: its Cloud id is 1
 TAG = "rare"  # carried by --tag-fraction of the 1M jobs
-
-
-def log(message: str) -> None:
-    stamp = datetime.datetime.now().strftime("%H:%M:%S")
-    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def percentile(values, fraction):
@@ -71,12 +60,6 @@ def percentile(values, fraction):
     if not values:
         return None
     return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------
@@ -357,14 +340,6 @@ python           = {python}
 """
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class Daemon:
     """One scrapyd-rs in its own folder under the work folder."""
 
@@ -410,26 +385,9 @@ class Daemon:
         is inside this daemon's folder: the unpacked egg)."""
         self.client.close()
         if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 30)
             self.process = None
-        root = str(self.root)
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-            except OSError:
-                continue
-            if cwd == root or cwd.startswith(root + os.sep):
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_processes_in(self.root)
 
     def deploy(self):
         boundary = uuid.uuid4().hex
@@ -639,7 +597,7 @@ def drain(command: list[str], rss_pid: int | None = None) -> dict:
     def sample():
         while not stop.is_set():
             try:
-                peak[0] = max(peak[0], rss_kib(rss_pid))
+                peak[0] = max(peak[0], rss_kib(rss_pid).get("VmRSS", 0))
             except OSError:
                 return
             time.sleep(0.005)
@@ -1111,7 +1069,7 @@ class Bench:
         for name, (command, target) in formats.items():
             results = []
             for _ in range(args.read_trials):
-                before = rss_kib(daemon.pid)
+                before = rss_kib(daemon.pid).get("VmRSS", 0)
                 result = drain(command, rss_pid=daemon.pid)
                 result["rss_before_kib"] = before
                 result.pop("tail")
@@ -1388,17 +1346,9 @@ def sqlite_insert_baseline(path: Path, template: Path, items: int) -> dict:
 
 
 def machine() -> dict:
-    cpu = None
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "cpus": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "sqlite_python": sqlite3.sqlite_version,
@@ -1458,17 +1408,7 @@ def main():
         f"{bench.details['fsync_ms']:.2f} ms (median).",
         *bench.notes,
     ]
-    print()
-    print(table)
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print()
-    print("Notes by figure:")
-    print()
-    for row in bench.figures.rows:
-        if row["note"]:
-            print(f"- *{row['figure']}*: {row['note']}")
+    print_report(table, notes, bench.figures.rows)
     results = {
         "generated_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": info,

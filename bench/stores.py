@@ -37,7 +37,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -47,16 +46,12 @@ import time
 import zipfile
 from pathlib import Path
 
+from common import free_port, rss_kib
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
 PROJECT = 4242
 AUTH = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Memory:
@@ -67,11 +62,7 @@ class Memory:
         threading.Thread(target=self._run, daemon=True).start()
 
     def now(self) -> int:
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return rss_kib(self.pid).get("VmRSS", 0) * 1024
 
     def _run(self):
         while not self.stopped:

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::{StoreError, StoreResult, migrate, open_connection, writer};
+use super::database::{Database, Schema};
+use super::{StoreError, StoreResult, writer};
 use crate::record;
 
 /// The four streams of a job.
@@ -196,10 +197,19 @@ CREATE TABLE crawl_outcomes (
 "#,
 ];
 
+/// How the job data database is opened.
+const SCHEMA: Schema = Schema {
+    writer_name: "data-writer",
+    migrations: MIGRATIONS,
+    // Pages freed by a deleted job go back to the disk (set before the
+    // first table is made; a no-op on an existing file).
+    write_pragmas: &[("auto_vacuum", &"INCREMENTAL")],
+    read_pragmas: &[],
+};
+
 /// The job data database.
 pub struct DataStore {
-    reader: Mutex<Connection>,
-    writer: writer::Writer,
+    database: Database,
     /// The last batch time handed out: every batch of a job gets its own.
     last_ts: Mutex<i64>,
 }
@@ -207,30 +217,14 @@ pub struct DataStore {
 impl DataStore {
     /// Opens (creating if needed) the job data database at `path`.
     pub fn open(path: &Path) -> StoreResult<DataStore> {
-        let mut write_connection = open_connection(path)?;
-        // Pages freed by a deleted job go back to the disk (set before the
-        // first table is made; a no-op on an existing file).
-        write_connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        migrate(&mut write_connection, MIGRATIONS)?;
-        let reader = open_connection(path)?;
-        let writer = writer::Writer::start(
-            "data-writer",
-            write_connection,
-            writer::Generation::default(),
-        )
-        .map_err(|source| StoreError::Folder {
-            path: path.display().to_string(),
-            source,
-        })?;
         Ok(DataStore {
-            reader: Mutex::new(reader),
-            writer,
+            database: Database::open(path, &SCHEMA)?,
             last_ts: Mutex::new(0),
         })
     }
 
     fn read(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+        self.database.read()
     }
 
     /// A batch time in ms, later than every one handed out before.
@@ -254,7 +248,7 @@ impl DataStore {
         now_ms: i64,
     ) -> Result<u64, AppendError> {
         let ts = self.batch_ts(now_ms);
-        self.writer.write(move |connection| {
+        self.database.writer.write(move |connection| {
             let count = match append_in(connection, job, kind, start, records, ts)? {
                 Ok(count) => count,
                 Err(gap) => return Ok(Err(gap)),
@@ -278,7 +272,7 @@ impl DataStore {
         now_ms: i64,
     ) -> StoreResult<PendingAppend> {
         let ts = self.batch_ts(now_ms);
-        let pending = self.writer.write_deferred(move |connection| {
+        let pending = self.database.writer.write_deferred(move |connection| {
             // No `start`: there is no gap to find.
             let _ = append_in(connection, job, kind, None, records, ts)?;
             set_offset_in(connection, job, &offset.0, offset.1)
@@ -298,7 +292,7 @@ impl DataStore {
         now_ms: i64,
     ) -> StoreResult<()> {
         let ts = self.batch_ts(now_ms);
-        self.writer.write(move |connection| {
+        self.database.writer.write(move |connection| {
             for (kind, records) in batches {
                 // No `start`: there is no gap to find.
                 let _ = append_in(connection, job, kind, None, records, ts)?;
@@ -396,7 +390,7 @@ impl DataStore {
     /// Deletes every record of a job, and its stats and offsets, and gives
     /// the space they took back to the disk.
     pub fn delete_job(&self, job: i64) -> StoreResult<()> {
-        self.writer.write(move |connection| {
+        self.database.writer.write(move |connection| {
             for table in [
                 "records",
                 "record_stats",

@@ -588,7 +588,7 @@ impl Store {
         use std::sync::atomic::Ordering;
         // Read the generation before the counts: a change committed in
         // between makes the cached entry look old, never the counts new.
-        let generation = self.generation.load(Ordering::SeqCst);
+        let generation = self.database.generation.load(Ordering::SeqCst);
         let mut cache = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached_generation, cached_keep, counts)) = *cache
             && cached_generation == generation

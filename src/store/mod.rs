@@ -10,6 +10,7 @@
 
 mod activity;
 mod data;
+mod database;
 mod jobq;
 mod jobs;
 mod listing;
@@ -22,6 +23,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
+
+use database::{Database, Schema};
 
 pub use activity::ActivityEvent;
 pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
@@ -59,12 +62,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// at: `(generation, keep, (pending, running, finished))`.
 type CachedCounts = (u64, usize, (u64, u64, u64));
 
-/// The database: a read connection behind a mutex (WAL lets it read while
-/// a write is in progress) and the group-commit writer thread.
+/// The job store: its database and what is cached of it.
 pub struct Store {
-    reader: Mutex<Connection>,
-    writer: writer::Writer,
-    generation: writer::Generation,
+    database: Database,
     /// `daemonstatus.json` under load costs no query while nothing changes.
     counts: Mutex<Option<CachedCounts>>,
     /// Bumped after every committed change to projects or versions.
@@ -72,9 +72,16 @@ pub struct Store {
     catalog: Mutex<Option<(u64, std::sync::Arc<projects::Catalog>)>>,
     /// The bot groups this node's supervisor runs jobs of, as a JSON array.
     served_botgroups: Mutex<String>,
-    /// Keeps the folder of a temporary database alive as long as the store.
-    _temporary: Option<tempfile::TempDir>,
 }
+
+/// How the job store's database is opened: no pragmas beyond the common
+/// ones, and the writer every schedule waits on.
+const SCHEMA: Schema = Schema {
+    writer_name: "store-writer",
+    migrations: MIGRATIONS,
+    write_pragmas: &[],
+    read_pragmas: &[],
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Never edit a released step: add a new one.
@@ -187,46 +194,26 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
     pub fn open(path: &Path) -> StoreResult<Store> {
-        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
-                path: folder.display().to_string(),
-                source,
-            })?;
-        }
-        Store::open_with(path, None)
+        Ok(Store::with(Database::open(path, &SCHEMA)?))
     }
 
     /// A private database in a temporary folder, deleted with the store;
     /// for tests.
     pub fn open_temporary() -> StoreResult<Store> {
-        let folder = tempfile::tempdir().map_err(|source| StoreError::Folder {
-            path: std::env::temp_dir().display().to_string(),
-            source,
-        })?;
-        let path = folder.path().join("test.sqlite");
-        Store::open_with(&path, Some(folder))
+        Ok(Store::with(Database::open_temporary(
+            "test.sqlite",
+            &SCHEMA,
+        )?))
     }
 
-    fn open_with(path: &Path, temporary: Option<tempfile::TempDir>) -> StoreResult<Store> {
-        let mut write_connection = open_connection(path)?;
-        migrate(&mut write_connection, MIGRATIONS)?;
-        let reader = open_connection(path)?;
-        let generation = writer::Generation::default();
-        let writer = writer::Writer::start("store-writer", write_connection, generation.clone())
-            .map_err(|source| StoreError::Folder {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Ok(Store {
-            reader: Mutex::new(reader),
-            writer,
-            generation,
+    fn with(database: Database) -> Store {
+        Store {
+            database,
             counts: Mutex::new(None),
             catalog_generation: std::sync::atomic::AtomicU64::new(0),
             catalog: Mutex::new(None),
             served_botgroups: Mutex::new("[]".into()),
-            _temporary: temporary,
-        })
+        }
     }
 
     /// Sets the bot groups this node serves: jobs of a project whose
@@ -248,11 +235,7 @@ impl Store {
 
     /// The read connection.
     fn read(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done change:
-        // reads change nothing.
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.database.read()
     }
 
     /// Runs `change` in the writer's next batch; returns once committed.
@@ -261,7 +244,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.write(change)
+        self.database.writer.write(change)
     }
 
     /// [`Store::write`] for async callers.
@@ -270,30 +253,6 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.write_async(change).await
+        self.database.writer.write_async(change).await
     }
-}
-
-pub(super) fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let connection = Connection::open(path)?;
-    // WAL lets readers proceed during a write; FULL syncs the WAL on every
-    // commit, which is what makes an "ok" answer durable across a power
-    // loss, not only across a crash of this process.
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "FULL")?;
-    connection.pragma_update(None, "foreign_keys", "ON")?;
-    connection.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(connection)
-}
-
-/// Applies the migrations of one database that have not run yet.
-pub(super) fn migrate(connection: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
-    let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (index, migration) in migrations.iter().enumerate().skip(applied.max(0) as usize) {
-        let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
-        transaction.commit()?;
-    }
-    Ok(())
 }

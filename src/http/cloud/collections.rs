@@ -81,7 +81,7 @@ pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<Ht
         }
         (Method::POST, [kind, name, "deleted"]) => {
             let collection = daemon.collection(&project, kind, name)?;
-            let keys = deleted_keys(&request)?;
+            let keys = request.string_lines("keys to delete")?;
             daemon.delete_collection_records(&collection, keys)?;
             Ok(written())
         }
@@ -223,26 +223,4 @@ fn count(
     Ok(json_value(
         &json!({"count": counted, "scanned": cursor.scanned()}),
     ))
-}
-
-/// The keys of a `deleted` body: lines of JSON strings or arrays of them.
-fn deleted_keys(request: &CloudRequest) -> CloudResult<Vec<String>> {
-    let not_a_key =
-        || CloudError::BadRequest("keys to delete are JSON strings, or arrays of them".into());
-    let mut keys = Vec::new();
-    for line in request.json_lines()? {
-        match line {
-            Value::String(key) => keys.push(key),
-            Value::Array(items) => {
-                for item in items {
-                    match item {
-                        Value::String(key) => keys.push(key),
-                        _ => return Err(not_a_key()),
-                    }
-                }
-            }
-            _ => return Err(not_a_key()),
-        }
-    }
-    Ok(keys)
 }

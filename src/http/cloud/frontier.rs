@@ -64,7 +64,7 @@ pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<Ht
         }
         (Method::POST, [frontier, "s", slot, "q", "deleted"]) => {
             let slot = daemon.frontier_slot(&project, frontier, slot)?;
-            let ids = batch_ids(&request)?;
+            let ids = request.string_lines("batch ids")?;
             daemon.delete_batches(&slot, &ids)?;
             Ok(written())
         }
@@ -129,26 +129,4 @@ fn write_fingerprints(
             out.len() < PAGE_BYTES
         })
         .map_err(|error| error.to_string())
-}
-
-/// The ids of a `q/deleted` body: lines of ids (strings) or arrays of them.
-fn batch_ids(request: &CloudRequest) -> CloudResult<Vec<String>> {
-    let not_an_id =
-        || CloudError::BadRequest("batch ids are JSON strings, or arrays of them".into());
-    let mut ids = Vec::new();
-    for line in request.json_lines()? {
-        match line {
-            Value::String(id) => ids.push(id),
-            Value::Array(items) => {
-                for item in items {
-                    match item {
-                        Value::String(id) => ids.push(id),
-                        _ => return Err(not_an_id()),
-                    }
-                }
-            }
-            _ => return Err(not_an_id()),
-        }
-    }
-    Ok(ids)
 }

@@ -176,6 +176,31 @@ impl CloudRequest {
             .collect()
     }
 
+    /// The strings of a JSON lines body whose every line is a string or an
+    /// array of strings (the keys or ids a `…/deleted` request names), in
+    /// order; anything else is refused as "`{what}` are JSON strings, or
+    /// arrays of them".
+    pub fn string_lines(&self, what: &str) -> CloudResult<Vec<String>> {
+        let not_a_string =
+            || CloudError::BadRequest(format!("{what} are JSON strings, or arrays of them"));
+        let mut strings = Vec::new();
+        for line in self.json_lines()? {
+            match line {
+                Value::String(text) => strings.push(text),
+                Value::Array(items) => {
+                    for item in items {
+                        match item {
+                            Value::String(text) => strings.push(text),
+                            _ => return Err(not_a_string()),
+                        }
+                    }
+                }
+                _ => return Err(not_a_string()),
+            }
+        }
+        Ok(strings)
+    }
+
     /// Inflates a gzip-encoded body (`Content-Encoding: gzip`, as the
     /// client's batch writers send items, logs and requests, and
     /// HubstorageClient's collection writers) up to `max_data_body_size`,

@@ -11,11 +11,12 @@ mod collections;
 mod frontier;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use rusqlite::{Connection, params};
 
-use super::{StoreError, StoreResult, migrate, open_connection, writer};
+use super::StoreResult;
+use super::database::{Database, Pragma, Schema};
 
 pub use collections::{CollectionKind, CollectionRow};
 pub use frontier::{Batch, NewRequest, SlotAddress};
@@ -146,70 +147,48 @@ impl RetryMark {
     }
 }
 
+/// How the collections and frontiers database is opened: a big page
+/// cache on both connections, a big write-ahead log on the writer's.
+const SCHEMA: Schema = Schema {
+    // Nobody else waits for this writer's commits: its own thread.
+    writer_name: "shared-writer",
+    migrations: MIGRATIONS,
+    write_pragmas: &[
+        CACHE_PRAGMA,
+        ("wal_autocheckpoint", &CHECKPOINT_PAGES),
+        ("journal_size_limit", &(CHECKPOINT_PAGES * 4096)),
+    ],
+    read_pragmas: &[CACHE_PRAGMA],
+};
+
+const CACHE_PRAGMA: Pragma = ("cache_size", &-CACHE_KIB);
+
 /// The collections and frontiers database.
 pub struct SharedStore {
-    reader: Mutex<Connection>,
-    writer: writer::Writer,
-    /// Keeps the folder of a temporary database alive as long as the store.
-    _temporary: Option<tempfile::TempDir>,
+    database: Database,
 }
 
 impl SharedStore {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
     pub fn open(path: &Path) -> StoreResult<SharedStore> {
-        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
-                path: folder.display().to_string(),
-                source,
-            })?;
-        }
-        SharedStore::open_with(path, None)
+        Ok(SharedStore {
+            database: Database::open(path, &SCHEMA)?,
+        })
     }
 
     /// A private database in a temporary folder, deleted with the store;
     /// for tests.
     pub fn open_temporary() -> StoreResult<SharedStore> {
-        let folder = tempfile::tempdir().map_err(|source| StoreError::Folder {
-            path: std::env::temp_dir().display().to_string(),
-            source,
-        })?;
-        let path = folder.path().join("shared.sqlite");
-        SharedStore::open_with(&path, Some(folder))
-    }
-
-    fn open_with(path: &Path, temporary: Option<tempfile::TempDir>) -> StoreResult<SharedStore> {
-        let mut write_connection = open_connection(path)?;
-        write_connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
-        write_connection.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
-        write_connection.pragma_update(None, "journal_size_limit", CHECKPOINT_PAGES * 4096)?;
-        migrate(&mut write_connection, MIGRATIONS)?;
-        let reader = open_connection(path)?;
-        reader.pragma_update(None, "cache_size", -CACHE_KIB)?;
-        // Nobody else waits for this writer's commits: its own thread.
-        let writer = writer::Writer::start(
-            "shared-writer",
-            write_connection,
-            writer::Generation::default(),
-        )
-        .map_err(|source| StoreError::Folder {
-            path: path.display().to_string(),
-            source,
-        })?;
         Ok(SharedStore {
-            reader: Mutex::new(reader),
-            writer,
-            _temporary: temporary,
+            database: Database::open_temporary("shared.sqlite", &SCHEMA)?,
         })
     }
 
     /// The read connection. Callers hold it for one query (a page of a
     /// scan), never while an answer is sent.
     fn read(&self) -> MutexGuard<'_, Connection> {
-        // Reads change nothing: a panic while holding it left nothing half done.
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.database.read()
     }
 
     /// Runs `change` in the writer's next batch; returns once committed.
@@ -218,7 +197,7 @@ impl SharedStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.write(change)
+        self.database.writer.write(change)
     }
 
     /// Removes every collection and frontier of a project (the project is

@@ -1,0 +1,152 @@
+//! One SQLite database file of the store, opened the same way for each of
+//! them (the job store, the job data, the collections and frontiers): its
+//! folder made, a write connection brought up to date by the database's
+//! migrations and handed to a writer thread of its own, and a read
+//! connection behind a mutex (WAL lets it read while a write is in
+//! progress).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, ToSql};
+
+use super::writer::{Generation, Writer};
+use super::{StoreError, StoreResult};
+
+/// A pragma a database sets beyond [`open_connection`]'s, and its value.
+pub(super) type Pragma = (&'static str, &'static (dyn ToSql + Sync));
+
+/// What sets one database apart from the others.
+pub(super) struct Schema {
+    /// The writer thread's name (its answers go out on `<name>-answers`).
+    pub writer_name: &'static str,
+    /// Applied in order; `PRAGMA user_version` records how many have run.
+    pub migrations: &'static [&'static str],
+    /// Set on the write connection, in order, before the migrations (so
+    /// before the first table of a new file).
+    pub write_pragmas: &'static [Pragma],
+    /// Set on the read connection.
+    pub read_pragmas: &'static [Pragma],
+}
+
+pub(super) struct Database {
+    reader: Mutex<Connection>,
+    pub writer: Writer,
+    /// Counts the writer's committed batches.
+    pub generation: Generation,
+    /// Keeps the folder of a temporary database alive as long as the store.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    /// Opens (creating it and its folder if needed) the database at `path`
+    /// and brings its schema up to date.
+    pub fn open(path: &Path, schema: &Schema) -> StoreResult<Database> {
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
+                path: folder.display().to_string(),
+                source,
+            })?;
+        }
+        Database::open_with(path, schema, None)
+    }
+
+    /// A private database `file_name` in a temporary folder, deleted with
+    /// it; for tests.
+    pub fn open_temporary(file_name: &str, schema: &Schema) -> StoreResult<Database> {
+        let folder = tempfile::tempdir().map_err(|source| StoreError::Folder {
+            path: std::env::temp_dir().display().to_string(),
+            source,
+        })?;
+        let path = folder.path().join(file_name);
+        Database::open_with(&path, schema, Some(folder))
+    }
+
+    fn open_with(
+        path: &Path,
+        schema: &Schema,
+        temporary: Option<tempfile::TempDir>,
+    ) -> StoreResult<Database> {
+        let mut write_connection = open_connection(path)?;
+        for (name, value) in schema.write_pragmas {
+            write_connection.pragma_update(None, name, value)?;
+        }
+        migrate(&mut write_connection, schema.migrations)?;
+        let reader = open_connection(path)?;
+        for (name, value) in schema.read_pragmas {
+            reader.pragma_update(None, name, value)?;
+        }
+        let generation = Generation::default();
+        let writer = Writer::start(schema.writer_name, write_connection, generation.clone())
+            .map_err(|source| StoreError::Folder {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Database {
+            reader: Mutex::new(reader),
+            writer,
+            generation,
+            _temporary: temporary,
+        })
+    }
+
+    /// The read connection.
+    pub fn read(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done change:
+        // reads change nothing.
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open(path)?;
+    // WAL lets readers proceed during a write; FULL syncs the WAL on every
+    // commit, which is what makes an "ok" answer durable across a power
+    // loss, not only across a crash of this process.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(connection)
+}
+
+/// Applies the migrations of one database that have not run yet.
+fn migrate(connection: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
+    let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, migration) in migrations.iter().enumerate().skip(applied.max(0) as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: Schema = Schema {
+        writer_name: "test-writer",
+        migrations: &["CREATE TABLE t (v INTEGER);"],
+        write_pragmas: &[("application_id", &7_i64)],
+        read_pragmas: &[("cache_size", &-2048_i64)],
+    };
+
+    #[test]
+    fn each_connection_gets_its_pragmas_and_the_file_its_migrations() {
+        let database = Database::open_temporary("pragmas.sqlite", &SCHEMA).unwrap();
+        let read = database.read();
+        let pragma = |name: &str| -> i64 {
+            read.pragma_query_value(None, name, |row| row.get(0))
+                .unwrap()
+        };
+        // Set on the writer, kept in the file's header.
+        assert_eq!(pragma("application_id"), 7);
+        assert_eq!(pragma("cache_size"), -2048);
+        assert_eq!(pragma("user_version"), 1);
+        assert_eq!(pragma("synchronous"), 2);
+    }
+}
