@@ -27,6 +27,9 @@ pub(super) struct Schema {
     pub write_pragmas: &'static [Pragma],
     /// Set on the read connection.
     pub read_pragmas: &'static [Pragma],
+    /// Pages freed by deletes go back to the disk at `PRAGMA
+    /// incremental_vacuum` (`auto_vacuum = INCREMENTAL`).
+    pub incremental_vacuum: bool,
 }
 
 pub(super) struct Database {
@@ -67,12 +70,15 @@ impl Database {
         schema: &Schema,
         temporary: Option<tempfile::TempDir>,
     ) -> StoreResult<Database> {
-        let mut write_connection = open_connection(path)?;
+        let mut write_connection = open_connection(path, schema.incremental_vacuum)?;
+        if schema.incremental_vacuum {
+            keep_incremental_vacuum(&write_connection)?;
+        }
         for (name, value) in schema.write_pragmas {
             write_connection.pragma_update(None, name, value)?;
         }
         migrate(&mut write_connection, schema.migrations)?;
-        let reader = open_connection(path)?;
+        let reader = open_connection(path, false)?;
         for (name, value) in schema.read_pragmas {
             reader.pragma_update(None, name, value)?;
         }
@@ -100,8 +106,13 @@ impl Database {
     }
 }
 
-fn open_connection(path: &Path) -> StoreResult<Connection> {
+fn open_connection(path: &Path, incremental_vacuum: bool) -> StoreResult<Connection> {
     let connection = Connection::open(path)?;
+    if incremental_vacuum {
+        // Before WAL: switching a new file to WAL writes its header, after
+        // which the vacuum mode can only change by rebuilding the file.
+        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL lets readers proceed during a write; FULL syncs the WAL on every
     // commit, which is what makes an "ok" answer durable across a power
     // loss, not only across a crash of this process.
@@ -110,6 +121,19 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(connection)
+}
+
+/// A file made before its database asked for incremental vacuum (or by a
+/// version that set it too late) is rebuilt once with it: until then
+/// `PRAGMA incremental_vacuum` gives nothing back.
+fn keep_incremental_vacuum(connection: &Connection) -> StoreResult<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = connection.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    if mode != INCREMENTAL {
+        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        connection.execute_batch("VACUUM")?;
+    }
+    Ok(())
 }
 
 /// Applies the migrations of one database that have not run yet.
@@ -133,6 +157,7 @@ mod tests {
         migrations: &["CREATE TABLE t (v INTEGER);"],
         write_pragmas: &[("application_id", &7_i64)],
         read_pragmas: &[("cache_size", &-2048_i64)],
+        incremental_vacuum: false,
     };
 
     #[test]
@@ -148,5 +173,41 @@ mod tests {
         assert_eq!(pragma("cache_size"), -2048);
         assert_eq!(pragma("user_version"), 1);
         assert_eq!(pragma("synchronous"), 2);
+    }
+
+    const VACUUMED: Schema = Schema {
+        incremental_vacuum: true,
+        ..SCHEMA
+    };
+
+    fn auto_vacuum(database: &Database) -> i64 {
+        database
+            .read()
+            .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn incremental_vacuum_holds_for_new_files_and_old_ones_are_rebuilt_once() {
+        let fresh = Database::open_temporary("fresh.sqlite", &VACUUMED).unwrap();
+        assert_eq!(auto_vacuum(&fresh), 2);
+        // A file made without it, with a row in it.
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("old.sqlite");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(
+                "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (5); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let database = Database::open(&path, &VACUUMED).unwrap();
+        assert_eq!(auto_vacuum(&database), 2);
+        let kept: i64 = database
+            .read()
+            .query_row("SELECT v FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(kept, 5);
     }
 }

@@ -5,11 +5,13 @@ every format; written by clients; exactly once across a restart.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
 import re
+import sqlite3
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -135,9 +137,21 @@ def test_clients_write_job_data(cloud):
                            auth=(KEY, ""), timeout=30)
     assert answer.status_code == 413
     assert len(list(job.items.iter())) == 26
-    # Deleting the job deletes its data.
+    # Deleting the job deletes its data and gives its pages back to the disk.
+    for n in range(400):
+        job.items.write({"n": 26 + n, "pad": "x" * 10_000})
+    job.items.flush()
+    full = data_pages(cloud)
     requests.delete(cloud.url + f"/jobs/{job.key}", auth=(KEY, ""), timeout=10)
     assert get(cloud, f"/items/{job.key}").status_code == 404
+    assert data_pages(cloud) < full - 900, (full, data_pages(cloud))
+
+
+def data_pages(daemon):
+    """The pages of the job data database, as a reader of the file sees them."""
+    path = daemon.dirs["dbs"] / "scrapyd-rs-data.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        return connection.execute("PRAGMA page_count").fetchone()[0]
 
 
 def test_capture_resumes_after_a_restart_exactly_once(cloud, site):
