@@ -47,7 +47,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-from common import MB, cpu_model, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
+from common import MB, cpu_model, cpu_seconds, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -996,7 +996,7 @@ class Bench:
             f"~{lines:.0f}-byte JSON lines written by the crawl to its feed (the items_dir file) in 1 MiB writes; "
             "from just before run.json to every item readable by `items/P/S/J/stats` (polled every 20 ms; the "
             "daemon looks at a running crawl's files every 250 ms). Baseline: Python's sqlite3 inserting the same "
-            "lines into a table like the daemon's records table (WITHOUT ROWID, primary key job, kind, n), WAL, "
+            "lines into a table like the daemon's records table (WITHOUT ROWID, primary key job, kind, n), 16 KiB pages, WAL, "
             f"synchronous=FULL, {baseline['batch']:,} rows a transaction (what a 4 MiB read of the feed holds)."
         )
         self.figures.add(
@@ -1008,7 +1008,9 @@ class Bench:
             "≥ 100,000 items/s",
             one >= 100_000,
             baseline_text=base_text,
-            note=note + f" The crawl itself wrote them in {wrote[0] or 0:.2f} s.",
+            note=note
+            + f" The crawl itself wrote them in {wrote[0] or 0:.2f} s; the daemon used"
+            f" {self.details['capture_cpu_us_per_item'][0]:.2f} µs of CPU per item.",
         )
         self.figures.add(
             "capture_four",
@@ -1020,7 +1022,8 @@ class Bench:
             four >= 100_000,
             baseline_text=base_text,
             value_text=f"{fmt(four, 'items/s')} in all",
-            note=f"The crawls wrote theirs in {max(w or 0 for w in wrote4):.2f} s (slowest).",
+            note=f"The crawls wrote theirs in {max(w or 0 for w in wrote4):.2f} s (slowest); the daemon used"
+            f" {self.details['capture_cpu_us_per_item'][1]:.2f} µs of CPU per item.",
         )
         self.read_job(daemon, key[0], args.read_items)
         daemon.stop()
@@ -1030,6 +1033,7 @@ class Bench:
         their keys, the seconds from the first run.json to every item
         readable, and the seconds each crawl took to write its items."""
         started = time.perf_counter()
+        cpu_before = cpu_seconds(daemon.process.pid)
         keys = [daemon.run("items", items=str(count), n=uuid.uuid4().hex[:8]) for count in counts]
         done = [False] * len(keys)
         while not all(done):
@@ -1040,13 +1044,19 @@ class Bench:
                 raise RuntimeError("capture did not finish in 10 minutes")
             time.sleep(0.02)
         seconds = time.perf_counter() - started
+        self.details.setdefault("capture_cpu_us_per_item", []).append(
+            (cpu_seconds(daemon.process.pid) - cpu_before) / sum(counts) * 1e6
+        )
         wrote = []
         daemon.wait_for(lambda c: c["running"] == 0, "the crawls to end")
         for key in keys:
             logs = daemon.client.get(f"/logs/{key}?format=text")[0].decode()
             found = re.search(r"wrote (\d+) items in ([\d.]+) s", logs)
             wrote.append(float(found.group(2)) if found else None)
-        log(f"captured {sum(counts):,} items from {len(counts)} stream(s) in {seconds:.2f} s")
+        log(
+            f"captured {sum(counts):,} items from {len(counts)} stream(s) in {seconds:.2f} s, "
+            f"{self.details['capture_cpu_us_per_item'][-1]:.2f} µs of daemon CPU each"
+        )
         return keys, seconds, wrote
 
     def read_job(self, daemon: Daemon, key: str, items: int):
@@ -1314,6 +1324,8 @@ def sqlite_insert_baseline(path: Path, template: Path, items: int) -> dict:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     connection = sqlite3.connect(path, isolation_level=None)
+    # The daemon's job data file's layout: 16 KiB pages (set before WAL).
+    connection.execute("PRAGMA page_size = 16384")
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute(

@@ -47,6 +47,15 @@ def rss_kib(pid: int) -> dict[str, int]:
     return values
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command name, which may hold spaces: utime and
+        # stime are the 14th and 15th fields of the line.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cwd(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/cwd")

@@ -27,6 +27,15 @@ pub(super) struct Schema {
     pub write_pragmas: &'static [Pragma],
     /// Set on the read connection.
     pub read_pragmas: &'static [Pragma],
+    /// How the file is laid out, if not SQLite's default.
+    pub layout: Option<FileLayout>,
+}
+
+/// What is fixed when a database file is made: a file made otherwise (by
+/// an older version) is rebuilt once on opening.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) struct FileLayout {
+    pub page_size: i64,
     /// Pages freed by deletes go back to the disk at `PRAGMA
     /// incremental_vacuum` (`auto_vacuum = INCREMENTAL`).
     pub incremental_vacuum: bool,
@@ -70,15 +79,15 @@ impl Database {
         schema: &Schema,
         temporary: Option<tempfile::TempDir>,
     ) -> StoreResult<Database> {
-        let mut write_connection = open_connection(path, schema.incremental_vacuum)?;
-        if schema.incremental_vacuum {
-            keep_incremental_vacuum(&write_connection)?;
+        let mut write_connection = open_connection(path, schema.layout)?;
+        if let Some(layout) = schema.layout {
+            keep_layout(&write_connection, layout)?;
         }
         for (name, value) in schema.write_pragmas {
             write_connection.pragma_update(None, name, value)?;
         }
         migrate(&mut write_connection, schema.migrations)?;
-        let reader = open_connection(path, false)?;
+        let reader = open_connection(path, None)?;
         for (name, value) in schema.read_pragmas {
             reader.pragma_update(None, name, value)?;
         }
@@ -106,12 +115,12 @@ impl Database {
     }
 }
 
-fn open_connection(path: &Path, incremental_vacuum: bool) -> StoreResult<Connection> {
+fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {
     let connection = Connection::open(path)?;
-    if incremental_vacuum {
+    if let Some(layout) = layout {
         // Before WAL: switching a new file to WAL writes its header, after
-        // which the vacuum mode can only change by rebuilding the file.
-        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        // which its layout can only change by rebuilding the file.
+        set_layout(&connection, layout)?;
     }
     // WAL lets readers proceed during a write; FULL syncs the WAL on every
     // commit, which is what makes an "ok" answer durable across a power
@@ -123,16 +132,37 @@ fn open_connection(path: &Path, incremental_vacuum: bool) -> StoreResult<Connect
     Ok(connection)
 }
 
-/// A file made before its database asked for incremental vacuum (or by a
-/// version that set it too late) is rebuilt once with it: until then
-/// `PRAGMA incremental_vacuum` gives nothing back.
-fn keep_incremental_vacuum(connection: &Connection) -> StoreResult<()> {
+fn set_layout(connection: &Connection, layout: FileLayout) -> StoreResult<()> {
+    connection.pragma_update(None, "page_size", layout.page_size)?;
+    let vacuum = if layout.incremental_vacuum {
+        "INCREMENTAL"
+    } else {
+        "NONE"
+    };
+    connection.pragma_update(None, "auto_vacuum", vacuum)?;
+    Ok(())
+}
+
+fn layout_of(connection: &Connection) -> StoreResult<FileLayout> {
     const INCREMENTAL: i64 = 2;
-    let mode: i64 = connection.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
-    if mode != INCREMENTAL {
-        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        connection.execute_batch("VACUUM")?;
+    let page_size = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    let vacuum: i64 = connection.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    Ok(FileLayout {
+        page_size,
+        incremental_vacuum: vacuum == INCREMENTAL,
+    })
+}
+
+/// A file made with another layout (by an older version) is rebuilt once
+/// with this one, out of WAL, where a page size cannot change.
+fn keep_layout(connection: &Connection, layout: FileLayout) -> StoreResult<()> {
+    if layout_of(connection)? == layout {
+        return Ok(());
     }
+    connection.pragma_update(None, "journal_mode", "DELETE")?;
+    set_layout(connection, layout)?;
+    connection.execute_batch("VACUUM")?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
     Ok(())
 }
 
@@ -157,7 +187,7 @@ mod tests {
         migrations: &["CREATE TABLE t (v INTEGER);"],
         write_pragmas: &[("application_id", &7_i64)],
         read_pragmas: &[("cache_size", &-2048_i64)],
-        incremental_vacuum: false,
+        layout: None,
     };
 
     #[test]
@@ -175,22 +205,22 @@ mod tests {
         assert_eq!(pragma("synchronous"), 2);
     }
 
-    const VACUUMED: Schema = Schema {
-        incremental_vacuum: true,
+    const LAID_OUT: Schema = Schema {
+        layout: Some(FileLayout {
+            page_size: 16384,
+            incremental_vacuum: true,
+        }),
         ..SCHEMA
     };
 
-    fn auto_vacuum(database: &Database) -> i64 {
-        database
-            .read()
-            .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
-            .unwrap()
+    fn layout(database: &Database) -> FileLayout {
+        layout_of(&database.read()).unwrap()
     }
 
     #[test]
-    fn incremental_vacuum_holds_for_new_files_and_old_ones_are_rebuilt_once() {
-        let fresh = Database::open_temporary("fresh.sqlite", &VACUUMED).unwrap();
-        assert_eq!(auto_vacuum(&fresh), 2);
+    fn a_layout_holds_for_new_files_and_old_ones_are_rebuilt_once() {
+        let fresh = Database::open_temporary("fresh.sqlite", &LAID_OUT).unwrap();
+        assert_eq!(Some(layout(&fresh)), LAID_OUT.layout);
         // A file made without it, with a row in it.
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("old.sqlite");
@@ -202,8 +232,13 @@ mod tests {
             )
             .unwrap();
         }
-        let database = Database::open(&path, &VACUUMED).unwrap();
-        assert_eq!(auto_vacuum(&database), 2);
+        let database = Database::open(&path, &LAID_OUT).unwrap();
+        assert_eq!(Some(layout(&database)), LAID_OUT.layout);
+        let journal: String = database
+            .read()
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
         let kept: i64 = database
             .read()
             .query_row("SELECT v FROM t", [], |row| row.get(0))

@@ -81,7 +81,7 @@ const SCHEMA: Schema = Schema {
     migrations: MIGRATIONS,
     write_pragmas: &[],
     read_pragmas: &[],
-    incremental_vacuum: false,
+    layout: None,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how

@@ -159,7 +159,7 @@ const SCHEMA: Schema = Schema {
         ("journal_size_limit", &(CHECKPOINT_PAGES * 4096)),
     ],
     read_pragmas: &[CACHE_PRAGMA],
-    incremental_vacuum: false,
+    layout: None,
 };
 
 const CACHE_PRAGMA: Pragma = ("cache_size", &-CACHE_KIB);
