@@ -125,6 +125,13 @@ impl Capture {
     /// Reads what is new in each file of a crawl; at the end (`last`), to
     /// the end of each file.
     fn poll(&self, job: &Job, pending_log: &mut PendingLog, last: bool) {
+        // Deleted while its crawl winds down: what it writes now is not kept.
+        if self.data.is_deleted(job.seq) {
+            if last {
+                let _ = std::fs::remove_dir_all(self.config.stream_dir(job.seq));
+            }
+            return;
+        }
         // A crawl run by `start-crawl` writes one event stream.
         let stream = runner::stream_file(&self.config, job.seq);
         if stream.exists() {

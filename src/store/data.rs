@@ -9,7 +9,7 @@
 //! crawl's files or stream were read) are committed with the records read
 //! from them, so a restart neither loses nor repeats one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -219,6 +219,17 @@ pub struct DataStore {
     database: Database,
     /// The last batch time handed out: every batch of a job gets its own.
     last_ts: Mutex<i64>,
+    /// Jobs deleted while this process runs: a crawl still winding down
+    /// (or a batch queued before the delete) adds nothing to them. Checked
+    /// on the writer thread, after the delete's own change.
+    deleted: Arc<Mutex<HashSet<i64>>>,
+}
+
+fn was_deleted(deleted: &Mutex<HashSet<i64>>, job: i64) -> bool {
+    deleted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&job)
 }
 
 impl DataStore {
@@ -227,6 +238,7 @@ impl DataStore {
         Ok(DataStore {
             database: Database::open(path, &SCHEMA)?,
             last_ts: Mutex::new(0),
+            deleted: Arc::default(),
         })
     }
 
@@ -255,7 +267,11 @@ impl DataStore {
         now_ms: i64,
     ) -> Result<u64, AppendError> {
         let ts = self.batch_ts(now_ms);
+        let deleted = Arc::clone(&self.deleted);
         self.database.writer.write(move |connection| {
+            if was_deleted(&deleted, job) {
+                return Ok(Ok(0));
+            }
             let count = match append_in(connection, job, kind, start, records, ts)? {
                 Ok(count) => count,
                 Err(gap) => return Ok(Err(gap)),
@@ -279,7 +295,11 @@ impl DataStore {
         now_ms: i64,
     ) -> StoreResult<PendingAppend> {
         let ts = self.batch_ts(now_ms);
+        let deleted = Arc::clone(&self.deleted);
         let pending = self.database.writer.write_deferred(move |connection| {
+            if was_deleted(&deleted, job) {
+                return Ok(());
+            }
             // No `start`: there is no gap to find.
             let _ = append_in(connection, job, kind, None, records, ts)?;
             set_offset_in(connection, job, &offset.0, offset.1)
@@ -299,7 +319,11 @@ impl DataStore {
         now_ms: i64,
     ) -> StoreResult<()> {
         let ts = self.batch_ts(now_ms);
+        let deleted = Arc::clone(&self.deleted);
         self.database.writer.write(move |connection| {
+            if was_deleted(&deleted, job) {
+                return Ok(());
+            }
             for (kind, records) in batches {
                 // No `start`: there is no gap to find.
                 let _ = append_in(connection, job, kind, None, records, ts)?;
@@ -384,6 +408,12 @@ impl DataStore {
         Ok(seen == max)
     }
 
+    /// The job was deleted while this process runs: nothing more is
+    /// stored for it.
+    pub fn is_deleted(&self, job: i64) -> bool {
+        was_deleted(&self.deleted, job)
+    }
+
     /// Where capture of `source` stopped for a job (0 if it never began).
     pub fn capture_offset(&self, job: i64, source: &str) -> StoreResult<u64> {
         let offset: Option<i64> = self
@@ -397,6 +427,10 @@ impl DataStore {
     /// Deletes every record of a job, and its stats and offsets, and gives
     /// the space they took back to the disk.
     pub fn delete_job(&self, job: i64) -> StoreResult<()> {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job);
         self.database.writer.write(move |connection| {
             for table in [
                 "records",

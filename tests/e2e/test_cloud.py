@@ -8,6 +8,8 @@ model for both.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import copy_project, read_items, wait_for, wait_log_contains
+from conftest import copy_project, process_gone, read_items, wait_for, wait_log_contains
 from scrapinghub import HubstorageClient, ScrapinghubClient
 from scrapinghub.client.exceptions import DuplicateJobError, NotFound, Unauthorized
 
@@ -198,6 +200,25 @@ def test_stop_cancel_and_delete(cloud, site):
     assert state_of(running) == "deleted"
     assert jobid not in scrapyd_jobs(cloud)
     assert running.key not in [job["key"] for job in project.jobs.iter(state="finished")]
+
+
+def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
+    project = cloud.client.get_project(PROJECT)
+    running = project.jobs.run("slow", job_args={"base_url": site.url})
+    wait_cloud_state(running, "running")
+    jobid = next(iter(scrapyd_jobs(cloud)))
+    wait_log_contains(cloud, str(PROJECT), "slow", jobid, "slow page")
+    pid = cloud.job(jobid)[1]["pid"]
+    answer = requests.post(cloud.url + "/api/jobs/delete.json", data={"project": PROJECT, "job": running.key},
+                           auth=(KEY, ""), timeout=10).json()
+    assert answer == {"status": "ok", "count": 1}
+    # The crawl is stopped; what it logs while closing is not stored.
+    wait_for(lambda: process_gone(pid), message="the crawl to end")
+    wait_for(lambda: "crawl finished" in cloud.stderr(), message="its end recorded")
+    assert state_of(running) == "deleted"
+    path = cloud.dirs["dbs"] / "scrapyd-rs-data.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        assert connection.execute("SELECT count(*) FROM records").fetchone()[0] == 0
 
 
 def test_metadata_settings_and_activity(cloud):
