@@ -396,21 +396,7 @@ impl Store {
     ) -> StoreResult<Option<Job>> {
         let served = self.served_botgroups();
         self.write(move |connection| {
-            // Jobs of a project whose bot groups this node does not serve
-            // wait for an outside worker.
-            let best: Option<(i64, u32)> = connection
-                .prepare_cached(
-                    "SELECT seq, units FROM jobs WHERE state = 'pending'
-                       AND project_id NOT IN (
-                         SELECT s.project_id FROM project_settings s
-                         WHERE s.name = 'botgroups' AND json_type(s.value) = 'array'
-                           AND json_array_length(s.value) > 0
-                           AND NOT EXISTS (SELECT 1 FROM json_each(s.value) g
-                                           WHERE g.value IN (SELECT value FROM json_each(?1))))
-                     ORDER BY priority DESC, seq LIMIT 1",
-                )?
-                .query_row([served], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
+            let best = best_pending_in(connection, &served)?;
             let Some((seq, units)) = best else {
                 return Ok(None);
             };
@@ -614,6 +600,44 @@ impl Store {
     }
 }
 
+/// The best pending job (highest priority, then oldest) this node may run,
+/// with its units. Jobs of a project whose bot groups this node does not
+/// serve wait for an outside worker: while there are such projects, the
+/// queue is looked at project by project, one index seek each, so a long
+/// held queue is never walked job by job.
+fn best_pending_in(connection: &Connection, served: &str) -> StoreResult<Option<(i64, u32)>> {
+    let held: String = connection
+        .prepare_cached(
+            "SELECT json_group_array(s.project_id) FROM project_settings s
+             WHERE s.name = 'botgroups' AND json_type(s.value) = 'array'
+               AND json_array_length(s.value) > 0
+               AND NOT EXISTS (SELECT 1 FROM json_each(s.value) g
+                               WHERE g.value IN (SELECT value FROM json_each(?1)))",
+        )?
+        .query_row([served], |row| row.get(0))?;
+    let row = |row: &rusqlite::Row| Ok((row.get(0)?, row.get(1)?));
+    if held == "[]" {
+        return Ok(connection
+            .prepare_cached(
+                "SELECT seq, units FROM jobs WHERE state = 'pending'
+                 ORDER BY priority DESC, seq LIMIT 1",
+            )?
+            .query_row([], row)
+            .optional()?);
+    }
+    Ok(connection
+        .prepare_cached(
+            "SELECT j.seq, j.units FROM projects p JOIN jobs j
+               ON j.seq = (SELECT q.seq FROM jobs q
+                           WHERE q.state = 'pending' AND q.project_id = p.id
+                           ORDER BY q.priority DESC, q.seq LIMIT 1)
+             WHERE p.id NOT IN (SELECT value FROM json_each(?1))
+             ORDER BY j.priority DESC, j.seq LIMIT 1",
+        )?
+        .query_row([held], row)
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,6 +711,49 @@ mod tests {
                 .collect();
         assert_eq!(order, ["high", "high2", "low"]);
         assert!(store.claim_next_pending(0, 4, 2.0).unwrap().is_none());
+    }
+
+    #[test]
+    fn held_projects_wait_and_the_rest_of_the_queue_runs_in_order() {
+        let (store, held) = store_with_project("held");
+        let free = store
+            .put_version(
+                "free",
+                &Version {
+                    version: "1".into(),
+                    dir_name: "1".into(),
+                    settings_module: "p.settings".into(),
+                    spiders: vec!["s".into()],
+                    uploaded_at: 0.0,
+                },
+                0.0,
+            )
+            .unwrap()
+            .id;
+        let mut groups = serde_json::Map::new();
+        groups.insert("botgroups".into(), serde_json::json!(["elsewhere"]));
+        store.merge_project_settings(held, groups).unwrap();
+        for n in 0..50 {
+            let job = new_job(held, "held", &format!("h{n}"), 5.0);
+            store.insert_job_now(&job).unwrap();
+        }
+        for (id, priority) in [("low", 0.0), ("high", 1.0)] {
+            store
+                .insert_job_now(&new_job(free, "free", id, priority))
+                .unwrap();
+        }
+        let claim = || {
+            store
+                .claim_next_pending(1, 4, 2.0)
+                .unwrap()
+                .map(|j| j.job_id)
+        };
+        assert_eq!(claim().as_deref(), Some("high"));
+        assert_eq!(claim().as_deref(), Some("low"));
+        assert_eq!(claim(), None);
+        // Served here now: the held queue runs, best first.
+        store.serve_botgroups(&["elsewhere".to_string()]);
+        assert_eq!(claim().as_deref(), Some("h0"));
     }
 
     #[test]

@@ -189,6 +189,12 @@ CREATE INDEX activity_by_project ON activity (project_id, seq);
 CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
     WHERE state IN ('pending', 'running');
 "#,
+    r#"
+-- Each project's queue, for the launcher while some projects' jobs wait
+-- for outside workers (their bot groups not served here).
+CREATE INDEX jobs_queue_by_project ON jobs (project_id, priority DESC, seq)
+    WHERE state = 'pending';
+"#,
 ];
 
 impl Store {
