@@ -530,15 +530,26 @@ impl Daemon {
         Ok(())
     }
 
-    /// Deletes a project with all its versions. Its pending jobs are
-    /// cancelled; running crawls finish on their own.
+    /// Deletes a project with all its versions, its jobs' data, its
+    /// collections and frontiers. Its pending jobs are cancelled; running
+    /// crawls finish on their own (what they write is not kept).
     pub fn delete_project(&self, project: &str) -> DaemonResult<()> {
         let project = self
             .project_in_eggs_dir(project)?
             .ok_or_else(|| DaemonError::ProjectNotFound(project.to_string()))?;
-        // Its collections and frontiers go first: should the rest fail, the
-        // project is still there to delete again, while stores left behind
-        // would reappear in a new project given the same id.
+        // Its data and stores go first: should the rest fail, the project
+        // is still there to delete again, while stores left behind would
+        // reappear in a new project given the same id.
+        let mut after = (String::new(), 0);
+        loop {
+            let page = self.store.project_jobs_page(project.id, &after, 10_000)?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            self.data
+                .delete_jobs(page.into_iter().map(|(_, seq)| seq).collect())?;
+            after = last;
+        }
         self.shared.purge_project(project.id)?;
         let cancelled = self.store.delete_project(&project, clock::now())?;
         let _ = std::fs::remove_dir_all(self.config.eggs_dir.join(&project.name));

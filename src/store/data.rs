@@ -427,10 +427,15 @@ impl DataStore {
     /// Deletes every record of a job, and its stats and offsets, and gives
     /// the space they took back to the disk.
     pub fn delete_job(&self, job: i64) -> StoreResult<()> {
+        self.delete_jobs(vec![job])
+    }
+
+    /// [`DataStore::delete_job`] for several jobs, in one commit.
+    pub fn delete_jobs(&self, jobs: Vec<i64>) -> StoreResult<()> {
         self.deleted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job);
+            .extend(jobs.iter().copied());
         self.database.writer.write(move |connection| {
             for table in [
                 "records",
@@ -438,10 +443,14 @@ impl DataStore {
                 "capture_offsets",
                 "crawl_outcomes",
             ] {
-                connection.execute(&format!("DELETE FROM {table} WHERE job = ?1"), [job])?;
+                let mut delete =
+                    connection.prepare_cached(&format!("DELETE FROM {table} WHERE job = ?1"))?;
+                for job in &jobs {
+                    delete.execute([job])?;
+                }
             }
-            // The freed pages leave the file with this commit.
-            // It frees one page per step (a row each): stepped to the end.
+            // The freed pages leave the file with this commit. It frees one
+            // page per step (a row each): stepped to the end.
             let mut vacuum = connection.prepare("PRAGMA incremental_vacuum")?;
             let mut freed = vacuum.query([])?;
             while freed.next()?.is_some() {}

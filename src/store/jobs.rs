@@ -757,6 +757,38 @@ mod tests {
     }
 
     #[test]
+    fn a_projects_jobs_are_paged_once_each_across_states() {
+        let (store, p) = store_with_project("p");
+        let mut seqs: Vec<i64> = (0..5)
+            .map(|n| {
+                let job = new_job(p, "p", &format!("j{n}"), 0.0);
+                store.insert_job_now(&job).unwrap().seq
+            })
+            .collect();
+        store.claim_next_pending(1, 4, 2.0).unwrap().unwrap();
+        let mut after = (String::new(), 0);
+        let mut seen = Vec::new();
+        loop {
+            let page = store.project_jobs_page(p, &after, 2).unwrap();
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            assert!(page.len() <= 2);
+            seen.extend(page.into_iter().map(|(_, seq)| seq));
+            after = last;
+        }
+        seen.sort();
+        seqs.sort();
+        assert_eq!(seen, seqs);
+        assert!(
+            store
+                .project_jobs_page(p + 1, &(String::new(), 0), 2)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_returned_claim_is_pending_again_in_its_place() {
         let (store, p) = store_with_project("p");
         store

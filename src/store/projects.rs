@@ -231,6 +231,27 @@ impl Store {
         result
     }
 
+    /// A page of a project's jobs (every state), by state then seq, after
+    /// the `(state, seq)` given: what deleting the project walks to delete
+    /// their data, a bounded page at a time.
+    pub fn project_jobs_page(
+        &self,
+        project_id: i64,
+        after: &(String, i64),
+        limit: usize,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT state, seq FROM jobs WHERE project_id = ?1 AND (state, seq) > (?2, ?3)
+             ORDER BY state, seq LIMIT ?4",
+        )?;
+        let rows = statement
+            .query_map(params![project_id, after.0, after.1, limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Deletes a project, its versions and spider ids. Its pending jobs are
     /// cancelled (they could never start without an egg); running crawls go
     /// on and are recorded when they end. Returns how many were cancelled.

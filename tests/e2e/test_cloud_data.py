@@ -249,3 +249,20 @@ def test_the_shub_runners_outcome_is_the_close_reason_without_a_log(daemon_facto
         assert job.metadata.get("scrapystats")["finish_reason"] == "closespider_itemcount"
     finally:
         daemon.client.close()
+
+
+def test_deleting_a_project_deletes_its_jobs_data(cloud, site):
+    jobid = cloud.schedule(str(PROJECT), "pages", base_url=site.url)
+    cloud.wait_finished(jobid)
+    project = cloud.client.get_project(PROJECT)
+    key = next(iter(project.jobs.iter(state="finished")))["key"]
+    assert len(list(project.jobs.get(key).items.iter())) == len(SITE_TITLES)
+    assert data_records(cloud) > 0
+    cloud.post("delproject.json", data={"project": str(PROJECT)})
+    assert data_records(cloud) == 0
+
+
+def data_records(daemon):
+    path = daemon.dirs["dbs"] / "scrapyd-rs-data.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        return connection.execute("SELECT count(*) FROM records").fetchone()[0]
