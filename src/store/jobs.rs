@@ -216,15 +216,29 @@ pub(super) struct EncodedJob {
     settings: String,
     tags: String,
     meta: String,
+    pending_entry: String,
 }
 
 impl EncodedJob {
     pub(super) fn of(new: &NewJob) -> StoreResult<EncodedJob> {
+        let args = serde_json::to_string(&new.args)?;
+        let settings = serde_json::to_string(&new.settings)?;
+        let mut pending_entry = String::with_capacity(128 + args.len() + settings.len());
+        super::listing::write_pending_entry_of(
+            &mut pending_entry,
+            &new.job_id,
+            &new.project,
+            &new.spider,
+            new.version.as_deref(),
+            &settings,
+            &args,
+        );
         Ok(EncodedJob {
-            args: serde_json::to_string(&new.args)?,
-            settings: serde_json::to_string(&new.settings)?,
+            args,
+            settings,
             tags: serde_json::to_string(&new.tags)?,
             meta: Value::Object(new.meta.clone()).to_string(),
+            pending_entry,
         })
     }
 }
@@ -256,8 +270,9 @@ pub(super) fn insert_job_in(
     let seq: i64 = connection
         .prepare_cached(
             "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                               state, priority, units, args, settings, tags, pending_time, meta)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                               state, priority, units, args, settings, tags, pending_time, meta,
+                               pending_entry)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              RETURNING seq",
         )?
         .query_row(
@@ -276,6 +291,7 @@ pub(super) fn insert_job_in(
                 encoded.tags,
                 new.pending_time,
                 encoded.meta,
+                encoded.pending_entry,
             ],
             |row| row.get(0),
         )?;

@@ -27,7 +27,7 @@ pub use activity::ActivityEvent;
 pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
-pub use listing::{JobCursor, JobSection, JobView};
+pub use listing::{JobCursor, JobSection, JobView, write_pending_entry};
 pub use projects::{Project, Version};
 pub use shared::{
     Batch, CollectionKind, CollectionRow, NewRequest, RetryMark, SharedStore, SlotAddress,
@@ -181,7 +181,18 @@ CREATE INDEX activity_by_project ON activity (project_id, seq);
 CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
     WHERE state IN ('pending', 'running');
 "#,
+    r#"
+-- The job's entry in listjobs.json's pending list, but for its priority,
+-- rendered once when it is scheduled (listing::write_pending_entry): a
+-- listing of a long queue copies it. NULL: rendered as listed.
+-- The jobs already queued get theirs in the same transaction (FILL_PENDING_ENTRIES).
+ALTER TABLE jobs ADD COLUMN pending_entry TEXT;
+"#,
 ];
+
+/// The migration after which the queued jobs' pending entries are rendered
+/// (SQL cannot write Python's JSON).
+const FILL_PENDING_ENTRIES: usize = 3;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its
@@ -209,7 +220,12 @@ impl Store {
 
     fn open_with(path: &Path, temporary: Option<tempfile::TempDir>) -> StoreResult<Store> {
         let mut write_connection = open_connection(path)?;
-        migrate(&mut write_connection, MIGRATIONS)?;
+        migrate_with(&mut write_connection, MIGRATIONS, &|index, connection| {
+            if index == FILL_PENDING_ENTRIES {
+                listing::fill_pending_entries(connection)?;
+            }
+            Ok(())
+        })?;
         let reader = open_connection(path)?;
         let generation = writer::Generation::default();
         let writer = writer::Writer::start("store-writer", write_connection, generation.clone())
@@ -288,10 +304,21 @@ pub(super) fn open_connection(path: &Path) -> StoreResult<Connection> {
 
 /// Applies the migrations of one database that have not run yet.
 pub(super) fn migrate(connection: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
+    migrate_with(connection, migrations, &|_, _| Ok(()))
+}
+
+/// [`migrate`], running `after(index, …)` in the transaction of each step
+/// right after its SQL: for the rows a step must fill that SQL cannot.
+pub(super) fn migrate_with(
+    connection: &mut Connection,
+    migrations: &[&str],
+    after: &dyn Fn(usize, &Connection) -> StoreResult<()>,
+) -> StoreResult<()> {
     let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (index, migration) in migrations.iter().enumerate().skip(applied.max(0) as usize) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
+        after(index, &transaction)?;
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;
         transaction.commit()?;
     }
