@@ -503,7 +503,8 @@ impl Store {
         self.write(move |connection| {
             connection.execute(
                 "UPDATE jobs SET state = CASE state WHEN 'deleted' THEN 'deleted' ELSE 'finished' END,
-                     end_time = ?2, exit_code = ?3, close_reason = ?4, meta = json_remove(meta, '$.auth')
+                     end_time = ?2, exit_code = ?3, close_reason = ?4, meta = json_remove(meta, '$.auth'),
+                     pending_entry = NULL
                  WHERE seq = ?1",
                 params![seq, end_time, exit_code, close_reason],
             )?;
@@ -524,7 +525,8 @@ impl Store {
         self.write(move |connection| {
             let seqs: Vec<i64> = connection
                 .prepare_cached(
-                    "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
+                    "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0,
+                         pending_entry = NULL
                      WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending' RETURNING seq",
                 )?
                 .query_map(params![project_id, job_id, now], |row| row.get(0))?

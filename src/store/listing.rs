@@ -584,5 +584,15 @@ mod tests {
         assert_eq!(store.job_counts(4).unwrap(), (0, 0, 4));
         assert_eq!(store.job_counts(0).unwrap(), (0, 0, 6));
         assert!(ids(&store, JobSection::Running, None, 4).is_empty());
+        // Jobs that are through keep no pending entry.
+        let entries: i64 = store
+            .read()
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE pending_entry IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(entries, 0);
     }
 }

@@ -184,7 +184,8 @@ CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
     r#"
 -- The job's entry in listjobs.json's pending list, but for its priority,
 -- rendered once when it is scheduled (listing::write_pending_entry): a
--- listing of a long queue copies it. NULL: rendered as listed.
+-- listing of a long queue copies it. NULL: rendered as listed. Dropped
+-- when the job is through (finished, cancelled, deleted).
 -- The jobs already queued get theirs in the same transaction (FILL_PENDING_ENTRIES).
 ALTER TABLE jobs ADD COLUMN pending_entry TEXT;
 "#,
