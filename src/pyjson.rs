@@ -109,20 +109,48 @@ pub fn write_string(out: &mut String, text: &str) {
 /// A float as Python's `repr`: the shortest text that reads back the same,
 /// always with a `.0` or an exponent, exponents as `e+16` / `e-05`.
 pub fn float_repr(value: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, value);
+    out
+}
+
+/// Appends [`float_repr`] of `value`, allocating nothing: a listing writes
+/// one per job.
+pub fn write_float(out: &mut String, value: f64) {
     if value.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+        return;
     }
     if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
     }
     let magnitude = value.abs();
-    if magnitude == 0.0 || (1e-4..1e16).contains(&magnitude) {
-        let text = format!("{value}");
-        return if text.contains('.') {
-            text
-        } else {
-            format!("{text}.0")
-        };
+    // Whole numbers (every priority anyone sets) print as integers do.
+    if value.fract() == 0.0 && magnitude < 1e16 {
+        if value.is_sign_negative() {
+            out.push('-');
+        }
+        // Digits by hand: `write!` costs more than the rest of a row.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = magnitude as u64;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+        out.push_str(".0");
+        return;
+    }
+    if (1e-4..1e16).contains(&magnitude) {
+        // Not whole, so Rust's shortest text has its `.` already.
+        let _ = write!(out, "{value}");
+        return;
     }
     // Rust writes `1e16` / `1.5e-5`; Python writes `1e+16` / `1.5e-05`.
     let text = format!("{value:e}");
@@ -131,7 +159,49 @@ pub fn float_repr(value: f64) -> String {
         Some(digits) => ('-', digits),
         None => ('+', exponent),
     };
-    format!("{mantissa}e{sign}{digits:0>2}")
+    let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+}
+
+/// Appends stored `[[name, value], …]` (string pairs, as serde_json wrote
+/// them) as the object Python's `dict` of those pairs dumps to: a later
+/// name overrides an earlier one in its place.
+pub fn write_pairs_object(out: &mut String, stored: &str) {
+    if stored == "[]" {
+        out.push_str("{}");
+        return;
+    }
+    // Borrowed from the text where no escape stands in the way.
+    let owned: Vec<(String, String)>;
+    let pairs: Vec<(&str, &str)> = match serde_json::from_str(stored) {
+        Ok(borrowed) => borrowed,
+        Err(_) => {
+            owned = serde_json::from_str(stored).unwrap_or_default();
+            owned
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect()
+        }
+    };
+    out.push('{');
+    let mut written: Vec<&str> = Vec::with_capacity(pairs.len());
+    for (index, &(name, _)) in pairs.iter().enumerate() {
+        if written.contains(&name) {
+            continue;
+        }
+        let value = pairs[index..]
+            .iter()
+            .rev()
+            .find(|(other, _)| *other == name)
+            .map_or("", |(_, value)| value);
+        if !written.is_empty() {
+            out.push_str(", ");
+        }
+        write_string(out, name);
+        out.push_str(": ");
+        write_string(out, value);
+        written.push(name);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -172,6 +242,15 @@ mod tests {
     }
 
     #[test]
+    fn pairs_as_a_python_dict() {
+        let mut out = String::new();
+        write_pairs_object(&mut out, r#"[["a","1"],["b","é"],["a","2"]]"#);
+        write_pairs_object(&mut out, "[]");
+        write_pairs_object(&mut out, r#"[["q","\"x\""]]"#);
+        assert_eq!(out, r#"{"a": "2", "b": "\u00e9"}{}{"q": "\"x\""}"#);
+    }
+
+    #[test]
     fn floats_as_python_repr() {
         assert_eq!(float_repr(1.0), "1.0");
         assert_eq!(float_repr(-0.5), "-0.5");
@@ -180,5 +259,12 @@ mod tests {
         assert_eq!(float_repr(1.5e-5), "1.5e-05");
         assert_eq!(float_repr(123456.789), "123456.789");
         assert_eq!(float_repr(f64::INFINITY), "Infinity");
+        assert_eq!(float_repr(-0.0), "-0.0");
+        assert_eq!(float_repr(-7.0), "-7.0");
+        assert_eq!(float_repr(10.0), "10.0");
+        assert_eq!(float_repr(1234567890123.0), "1234567890123.0");
+        assert_eq!(float_repr(9007199254740993.0), "9007199254740992.0");
+        assert_eq!(float_repr(1e-5), "1e-05");
+        assert_eq!(float_repr(-2.5e20), "-2.5e+20");
     }
 }

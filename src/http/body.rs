@@ -48,37 +48,58 @@ where
     F: FnMut(&Daemon, &mut S, &mut String) -> Result<bool, String> + Send + 'static,
 {
     paged_bytes(daemon, state, move |daemon, state, out: &mut Vec<u8>| {
-        let mut text = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
-        let more = write_page(daemon, state, &mut text)?;
+        // The buffer is empty: written as text, in the same allocation.
+        let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_default();
+        let more = write_page(daemon, state, &mut text);
         *out = text.into_bytes();
-        Ok(more)
+        more
     })
 }
 
 /// [`paged`] for answers that are bytes (msgpack, gzip) rather than text.
+///
+/// The next page is written while the connection sends the one before
+/// (two cores do both at once): a listing holds two pages, and still no
+/// thread while its client dawdles.
 pub fn paged_bytes<S, F>(daemon: Arc<Daemon>, state: S, write_page: F) -> Body
 where
     S: Send + 'static,
     F: FnMut(&Daemon, &mut S, &mut Vec<u8>) -> Result<bool, String> + Send + 'static,
 {
-    let start = Some((daemon, state, write_page));
-    let pages = futures_util::stream::unfold(start, |step| async move {
-        let (daemon, mut state, mut write_page) = step?;
-        let written = tokio::task::spawn_blocking(move || {
-            let mut page = Vec::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
-            let more = write_page(&daemon, &mut state, &mut page);
-            (more, page, (daemon, state, write_page))
-        })
-        .await;
+    let first = next_page(daemon, state, write_page);
+    let pages = futures_util::stream::unfold(Some(first), |step| async move {
+        let written = step?.await;
         Some(match written {
-            Ok((Ok(more), page, next)) => {
-                (Ok(Frame::data(Bytes::from(page))), more.then_some(next))
+            Ok((Ok(more), page, (daemon, state, write_page))) => {
+                let following = more.then(|| next_page(daemon, state, write_page));
+                (Ok(Frame::data(Bytes::from(page))), following)
             }
             Ok((Err(error), _, _)) => (Err(BodyError::from(error)), None),
             Err(error) => (Err(BodyError::from(error.to_string())), None),
         })
     });
     StreamBody::new(pages).boxed_unsync()
+}
+
+/// What a page's writing hands back: whether more follow, the page, and
+/// what the next page is written with.
+type WrittenPage<S, F> = (Result<bool, String>, Vec<u8>, (Arc<Daemon>, S, F));
+
+/// Starts writing the next page on the blocking pool.
+fn next_page<S, F>(
+    daemon: Arc<Daemon>,
+    mut state: S,
+    mut write_page: F,
+) -> tokio::task::JoinHandle<WrittenPage<S, F>>
+where
+    S: Send + 'static,
+    F: FnMut(&Daemon, &mut S, &mut Vec<u8>) -> Result<bool, String> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut page = Vec::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+        let more = write_page(&daemon, &mut state, &mut page);
+        (more, page, (daemon, state, write_page))
+    })
 }
 
 /// `length` bytes of an open file from `start`, read a chunk at a time.

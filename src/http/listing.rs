@@ -8,7 +8,7 @@ use super::body::{self, Body, PAGE_BYTES};
 use crate::clock;
 use crate::daemon::{Daemon, JobListing};
 use crate::pyjson;
-use crate::store::JobView;
+use crate::store::{self, JobView};
 
 /// Rows read from the store at once.
 const PAGE_ROWS: usize = 512;
@@ -16,6 +16,9 @@ const PAGE_ROWS: usize = 512;
 /// How one kind of listing writes its parts. Sections come in the order
 /// pending, running, finished.
 pub trait ListingFormat: Send + 'static {
+    /// Whether [`row`](Self::row) writes a pending job from its stored
+    /// entry and priority alone (see [`crate::store::write_pending_entry`]).
+    const PENDING_ENTRIES: bool = false;
     fn head(&mut self, out: &mut String);
     fn section_start(&mut self, section: usize, out: &mut String);
     /// One job; `first` when it is the first of its section.
@@ -43,17 +46,51 @@ struct Progress<F> {
     started: bool,
 }
 
+impl<F: ListingFormat> Progress<F> {
+    fn new(mut listing: JobListing, format: F) -> Progress<F> {
+        if F::PENDING_ENTRIES {
+            listing.sections[0].entries_only();
+        }
+        Progress {
+            format,
+            listing,
+            section: 0,
+            rows: 0,
+            opened: false,
+            started: false,
+        }
+    }
+}
+
 /// The whole listing as a streamed body.
 pub fn stream<F: ListingFormat>(daemon: Arc<Daemon>, listing: JobListing, format: F) -> Body {
-    let progress = Progress {
-        format,
-        listing,
-        section: 0,
-        rows: 0,
-        opened: false,
-        started: false,
-    };
-    body::paged(daemon, progress, write_page)
+    body::paged(daemon, Progress::new(listing, format), write_page)
+}
+
+/// How many bytes [`stream`] would send for the same listing: the answer
+/// to `HEAD`, which carries the length of the body it leaves out. The
+/// listing is written page by page as for a `GET` and each page dropped,
+/// so that counting holds no more than sending does.
+pub async fn length<F: ListingFormat>(
+    daemon: Arc<Daemon>,
+    listing: JobListing,
+    format: F,
+) -> Result<u64, String> {
+    let mut progress = Progress::new(listing, format);
+    tokio::task::spawn_blocking(move || {
+        let mut page = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+        let mut length = 0;
+        loop {
+            let more = write_page(&daemon, &mut progress, &mut page)?;
+            length += page.len() as u64;
+            page.clear();
+            if !more {
+                return Ok(length);
+            }
+        }
+    })
+    .await
+    .map_err(|error| error.to_string())?
 }
 
 /// Writes about [`PAGE_BYTES`] of the listing; answers whether more follow.
@@ -102,6 +139,8 @@ pub struct ListJobsJson {
 const SECTION_NAMES: [&str; 3] = ["pending", "running", "finished"];
 
 impl ListingFormat for ListJobsJson {
+    const PENDING_ENTRIES: bool = true;
+
     fn head(&mut self, out: &mut String) {
         out.push('{');
     }
@@ -125,17 +164,23 @@ impl ListingFormat for ListJobsJson {
         if !first {
             out.push_str(", ");
         }
+        if section == 0 {
+            // A queue can be long: its entries are stored text, rendered
+            // when each job was scheduled.
+            match job.pending_entry {
+                Some(entry) => out.push_str(entry),
+                None => store::write_pending_entry(out, job),
+            }
+            out.push_str(", \"priority\": ");
+            pyjson::write_float(out, job.priority);
+            out.push('}');
+            return;
+        }
         let mut object = JsonObject::new(out);
         object.string("id", job.job_id);
         object.string("project", job.project);
         object.string("spider", job.spider);
         match section {
-            0 => {
-                object.optional_string("version", job.version);
-                object.pairs("settings", job.settings_json);
-                object.pairs("args", job.args_json);
-                object.float("priority", job.priority);
-            }
             1 => {
                 object.optional_int("pid", job.pid.map(i64::from));
                 object.optional_string(
@@ -238,71 +283,10 @@ impl<'a> JsonObject<'a> {
 
     fn float(&mut self, key: &str, value: f64) {
         self.key(key);
-        self.out.push_str(&pyjson::float_repr(value));
-    }
-
-    /// Stored `[[name, value], …]` as an object, a later name overriding
-    /// an earlier one in its place (a Python dict built from the pairs).
-    fn pairs(&mut self, key: &str, stored: &str) {
-        self.key(key);
-        if stored == "[]" {
-            self.out.push_str("{}");
-            return;
-        }
-        // Borrowed from the row where no escape stands in the way.
-        let owned: Vec<(String, String)>;
-        let pairs: Vec<(&str, &str)> = match serde_json::from_str(stored) {
-            Ok(borrowed) => borrowed,
-            Err(_) => {
-                owned = serde_json::from_str(stored).unwrap_or_default();
-                owned
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect()
-            }
-        };
-        self.out.push('{');
-        let mut written: Vec<&str> = Vec::with_capacity(pairs.len());
-        for (index, &(name, _)) in pairs.iter().enumerate() {
-            if written.contains(&name) {
-                continue;
-            }
-            let value = pairs[index..]
-                .iter()
-                .rev()
-                .find(|(other, _)| *other == name)
-                .map_or("", |(_, value)| value);
-            if !written.is_empty() {
-                self.out.push_str(", ");
-            }
-            pyjson::write_string(self.out, name);
-            self.out.push_str(": ");
-            pyjson::write_string(self.out, value);
-            written.push(name);
-        }
-        self.out.push('}');
+        pyjson::write_float(self.out, value);
     }
 
     fn end(self) {
         self.out.push('}');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pairs_as_a_python_dict() {
-        let mut out = String::new();
-        let mut object = JsonObject::new(&mut out);
-        object.pairs("args", r#"[["a","1"],["b","é"],["a","2"]]"#);
-        object.pairs("settings", "[]");
-        object.float("priority", f64::NEG_INFINITY);
-        object.end();
-        assert_eq!(
-            out,
-            r#"{"args": {"a": "2", "b": "\u00e9"}, "settings": {}, "priority": -Infinity}"#
-        );
     }
 }

@@ -73,6 +73,15 @@ pub fn json_stream(body: Body, methods: Methods) -> HttpResponse {
     with_cors(response, methods)
 }
 
+/// The answer to `HEAD` of a JSON answer `length` bytes long, left out.
+pub fn json_head(length: u64, methods: Methods) -> HttpResponse {
+    let mut response = json_stream(body::empty(), methods);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
 /// Success: `fields`, then `status`, then `node_name`.
 pub fn json_ok(fields: Map<String, Value>, node_name: &str, methods: Methods) -> HttpResponse {
     let (status, node_name) = (Value::from("ok"), Value::from(node_name));

@@ -84,6 +84,12 @@ pub async fn answer(
                 let format = ListJobsJson {
                     node_name: node_name.to_string(),
                 };
+                if parts.method == Method::HEAD {
+                    return match listing::length(Arc::clone(daemon), jobs, format).await {
+                        Ok(length) => response::json_head(length, methods),
+                        Err(error) => response::json_error(&error, node_name, methods),
+                    };
+                }
                 let body = listing::stream(Arc::clone(daemon), jobs, format);
                 return response::json_stream(body, methods);
             }

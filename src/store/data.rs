@@ -212,6 +212,7 @@ const SCHEMA: Schema = Schema {
         // Pages freed by a deleted job go back to the disk.
         incremental_vacuum: true,
     }),
+    fill: None,
 };
 
 /// The job data database.

@@ -29,6 +29,9 @@ pub(super) struct Schema {
     pub read_pragmas: &'static [Pragma],
     /// How the file is laid out, if not SQLite's default.
     pub layout: Option<FileLayout>,
+    /// Run in the transaction of migration `index`, right after its SQL:
+    /// for the rows a step must fill that SQL cannot write.
+    pub fill: Option<fn(index: usize, &Connection) -> StoreResult<()>>,
 }
 
 /// What is fixed when a database file is made: a file made otherwise (by
@@ -86,7 +89,7 @@ impl Database {
         for (name, value) in schema.write_pragmas {
             write_connection.pragma_update(None, name, value)?;
         }
-        migrate(&mut write_connection, schema.migrations)?;
+        migrate(&mut write_connection, schema)?;
         let reader = open_connection(path, None)?;
         for (name, value) in schema.read_pragmas {
             reader.pragma_update(None, name, value)?;
@@ -167,11 +170,19 @@ fn keep_layout(connection: &Connection, layout: FileLayout) -> StoreResult<()> {
 }
 
 /// Applies the migrations of one database that have not run yet.
-fn migrate(connection: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
+fn migrate(connection: &mut Connection, schema: &Schema) -> StoreResult<()> {
     let applied: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (index, migration) in migrations.iter().enumerate().skip(applied.max(0) as usize) {
+    for (index, migration) in schema
+        .migrations
+        .iter()
+        .enumerate()
+        .skip(applied.max(0) as usize)
+    {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
+        if let Some(fill) = schema.fill {
+            fill(index, &transaction)?;
+        }
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;
         transaction.commit()?;
     }
@@ -188,6 +199,7 @@ mod tests {
         write_pragmas: &[("application_id", &7_i64)],
         read_pragmas: &[("cache_size", &-2048_i64)],
         layout: None,
+        fill: None,
     };
 
     #[test]

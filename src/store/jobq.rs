@@ -257,7 +257,9 @@ fn transition_in(
     connection
         .prepare_cached(
             "UPDATE jobs SET state = ?2, start_time = ?3, end_time = ?4, runner = ?5,
-                 close_reason = ?6, listed = ?7, meta = ?8 WHERE seq = ?1",
+                 close_reason = ?6, listed = ?7, meta = ?8,
+                 pending_entry = CASE WHEN ?9 THEN pending_entry END
+             WHERE seq = ?1",
         )?
         .execute(params![
             job.seq,
@@ -268,6 +270,9 @@ fn transition_in(
             job.close_reason,
             job.listed,
             Value::Object(job.meta.clone()).to_string(),
+            // A job that is through drops its pending entry (a job sent
+            // back to the queue later has it rendered as listed).
+            matches!(to, JobState::Pending | JobState::Running),
         ])?;
     if let Some(event) = event {
         job_event_in(connection, job, event, Value::from(who), now)?;

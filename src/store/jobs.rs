@@ -216,15 +216,29 @@ pub(super) struct EncodedJob {
     settings: String,
     tags: String,
     meta: String,
+    pending_entry: String,
 }
 
 impl EncodedJob {
     pub(super) fn of(new: &NewJob) -> StoreResult<EncodedJob> {
+        let args = serde_json::to_string(&new.args)?;
+        let settings = serde_json::to_string(&new.settings)?;
+        let mut pending_entry = String::with_capacity(128 + args.len() + settings.len());
+        super::listing::write_pending_entry_of(
+            &mut pending_entry,
+            &new.job_id,
+            &new.project,
+            &new.spider,
+            new.version.as_deref(),
+            &settings,
+            &args,
+        );
         Ok(EncodedJob {
-            args: serde_json::to_string(&new.args)?,
-            settings: serde_json::to_string(&new.settings)?,
+            args,
+            settings,
             tags: serde_json::to_string(&new.tags)?,
             meta: Value::Object(new.meta.clone()).to_string(),
+            pending_entry,
         })
     }
 }
@@ -256,8 +270,9 @@ pub(super) fn insert_job_in(
     let seq: i64 = connection
         .prepare_cached(
             "INSERT INTO jobs (job_id, project_id, spider_id, counter, project, spider, version,
-                               state, priority, units, args, settings, tags, pending_time, meta)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                               state, priority, units, args, settings, tags, pending_time, meta,
+                               pending_entry)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              RETURNING seq",
         )?
         .query_row(
@@ -276,6 +291,7 @@ pub(super) fn insert_job_in(
                 encoded.tags,
                 new.pending_time,
                 encoded.meta,
+                encoded.pending_entry,
             ],
             |row| row.get(0),
         )?;
@@ -473,7 +489,8 @@ impl Store {
         self.write(move |connection| {
             connection.execute(
                 "UPDATE jobs SET state = CASE state WHEN 'deleted' THEN 'deleted' ELSE 'finished' END,
-                     end_time = ?2, exit_code = ?3, close_reason = ?4, meta = json_remove(meta, '$.auth')
+                     end_time = ?2, exit_code = ?3, close_reason = ?4, meta = json_remove(meta, '$.auth'),
+                     pending_entry = NULL
                  WHERE seq = ?1",
                 params![seq, end_time, exit_code, close_reason],
             )?;
@@ -494,7 +511,8 @@ impl Store {
         self.write(move |connection| {
             let seqs: Vec<i64> = connection
                 .prepare_cached(
-                    "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0
+                    "UPDATE jobs SET state = 'finished', end_time = ?3, close_reason = 'cancelled', listed = 0,
+                         pending_entry = NULL
                      WHERE project_id = ?1 AND job_id = ?2 AND state = 'pending' RETURNING seq",
                 )?
                 .query_map(params![project_id, job_id, now], |row| row.get(0))?

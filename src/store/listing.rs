@@ -17,6 +17,7 @@ use rusqlite::Row;
 use rusqlite::types::Value;
 
 use super::{JobState, Store, StoreResult};
+use crate::pyjson;
 
 /// One job row as a listing sees it, borrowed from the database row.
 #[derive(Debug)]
@@ -37,10 +38,14 @@ pub struct JobView<'a> {
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
     pub close_reason: Option<&'a str>,
+    /// The job's entry in Scrapyd's pending listing, all but its priority
+    /// and closing brace, as [`write_pending_entry`] rendered it when the
+    /// job was scheduled; `None` for jobs stored before that column.
+    pub pending_entry: Option<&'a str>,
 }
 
 const VIEW_COLUMNS: &str = "seq, job_id, project, spider, version, state, priority, args, settings,
-    pending_time, start_time, end_time, pid, exit_code, close_reason";
+    pending_time, start_time, end_time, pid, exit_code, close_reason, pending_entry";
 
 /// The sections of Scrapyd's job listing, in the order it shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,8 @@ pub struct JobCursor {
     last: Option<(f64, i64)>,
     /// Finished only: rows passed over so far, listed or not, against `keep`.
     passed: usize,
+    /// Pending only: rows give only their priority and pending entry.
+    entries_only: bool,
     done: bool,
 }
 
@@ -83,14 +90,50 @@ impl JobCursor {
             below: false,
             last: None,
             passed: 0,
+            entries_only: false,
             done: false,
         }
+    }
+
+    /// Makes a pending cursor give rows that hold only `priority` and
+    /// `pending_entry` (always `Some`), the other fields being empty: a
+    /// long queue is listed without decoding what the stored entry says
+    /// already.
+    pub fn entries_only(&mut self) {
+        self.entries_only = self.section == JobSection::Pending;
     }
 
     /// Whether every row of the section has been given.
     pub fn is_done(&self) -> bool {
         self.done
     }
+}
+
+const ENTRY_COLUMNS: &str = "seq, priority, pending_entry";
+
+/// A row of [`ENTRY_COLUMNS`]: only the priority and the entry are filled.
+fn entry_view_from_row<'a>(row: &'a Row) -> rusqlite::Result<(i64, JobView<'a>)> {
+    let seq = row.get(0)?;
+    Ok((
+        seq,
+        JobView {
+            job_id: "",
+            project: "",
+            spider: "",
+            version: None,
+            state: JobState::Pending,
+            priority: row.get(1)?,
+            args_json: "[]",
+            settings_json: "[]",
+            pending_time: 0.0,
+            start_time: None,
+            end_time: None,
+            pid: None,
+            exit_code: None,
+            close_reason: None,
+            pending_entry: row.get_ref(2)?.as_str_or_null()?,
+        },
+    ))
 }
 
 fn view_from_row<'a>(row: &'a Row) -> rusqlite::Result<(i64, JobView<'a>)> {
@@ -118,8 +161,98 @@ fn view_from_row<'a>(row: &'a Row) -> rusqlite::Result<(i64, JobView<'a>)> {
             pid: row.get(12)?,
             exit_code: row.get(13)?,
             close_reason: optional_text(14)?,
+            pending_entry: optional_text(15)?,
         },
     ))
+}
+
+/// Appends the members of a job's entry in Scrapyd's pending listing
+/// that never change once it is scheduled: `{"id": …, "project": …,
+/// "spider": …, "version": …, "settings": {…}, "args": {…}` in Python's
+/// `json.dumps` bytes, without the closing brace (the priority follows).
+/// Stored with each job, so that listing a long queue copies text instead
+/// of decoding and escaping every job's arguments again.
+pub fn write_pending_entry(out: &mut String, job: &JobView) {
+    write_pending_entry_of(
+        out,
+        job.job_id,
+        job.project,
+        job.spider,
+        job.version,
+        job.settings_json,
+        job.args_json,
+    );
+}
+
+/// [`write_pending_entry`] from the job's columns, `settings_json` and
+/// `args_json` as stored.
+pub(super) fn write_pending_entry_of(
+    out: &mut String,
+    job_id: &str,
+    project: &str,
+    spider: &str,
+    version: Option<&str>,
+    settings_json: &str,
+    args_json: &str,
+) {
+    out.push_str("{\"id\": ");
+    pyjson::write_string(out, job_id);
+    out.push_str(", \"project\": ");
+    pyjson::write_string(out, project);
+    out.push_str(", \"spider\": ");
+    pyjson::write_string(out, spider);
+    out.push_str(", \"version\": ");
+    match version {
+        Some(version) => pyjson::write_string(out, version),
+        None => out.push_str("null"),
+    }
+    out.push_str(", \"settings\": ");
+    pyjson::write_pairs_object(out, settings_json);
+    out.push_str(", \"args\": ");
+    pyjson::write_pairs_object(out, args_json);
+}
+
+/// Renders the pending entry of every job stored before jobs had one and
+/// that is, or may come back, in the queue (pending, or being launched);
+/// the others are rendered as they are listed, should they ever be.
+pub(super) fn fill_pending_entries(connection: &rusqlite::Connection) -> StoreResult<()> {
+    let mut select = connection.prepare(
+        "SELECT seq, job_id, project, spider, version, settings, args FROM jobs
+         WHERE state IN ('pending', 'running') AND pending_entry IS NULL",
+    )?;
+    let mut update = connection.prepare("UPDATE jobs SET pending_entry = ?2 WHERE seq = ?1")?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let text = |index| -> rusqlite::Result<&str> { Ok(row.get_ref(index)?.as_str()?) };
+        let version: Option<&str> = row
+            .get_ref(4)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)?;
+        let mut entry = String::new();
+        write_pending_entry_of(
+            &mut entry,
+            text(1)?,
+            text(2)?,
+            text(3)?,
+            version,
+            text(5)?,
+            text(6)?,
+        );
+        update.execute(rusqlite::params![row.get::<_, i64>(0)?, entry])?;
+    }
+    Ok(())
+}
+
+/// The pending entry of job `seq`, rendered from its columns.
+fn pending_entry_of_job(connection: &rusqlite::Connection, seq: i64) -> StoreResult<String> {
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM jobs WHERE seq = ?1"))?;
+    let mut rows = statement.query([seq])?;
+    let mut entry = String::new();
+    if let Some(row) = rows.next()? {
+        write_pending_entry(&mut entry, &view_from_row(row)?.1);
+    }
+    Ok(entry)
 }
 
 impl Store {
@@ -154,48 +287,49 @@ impl Store {
         let mut given = 0;
         let mut rows_seen = 0;
         let mut last = cursor.last;
-        // Every query reads `?1` = limit and `?2` = project or NULL (no
-        // filter); those that resume after a row also read `?3` = its key
-        // (`?3` = its seq where the seq alone is the key, then `?4` = seq).
+        // Those that resume after a row read `?1` = its key (`?1` = its seq
+        // where the seq alone is the key, then `?2` = seq). No query has a
+        // bound LIMIT: SQLite prepares a statement again at each run whose
+        // LIMIT is a parameter (it plans with the value), which cost more
+        // than a page's rows; the walk stops after `limit` rows instead,
+        // every order being an index's own.
         let (sql, resume): (&str, Vec<Value>) = match cursor.section {
             JobSection::Pending if !cursor.launching_done => (
-                "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?3
-                   AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
+                "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?1
+                   {project} ORDER BY seq",
                 vec![Value::Integer(last_seq)],
             ),
             JobSection::Pending if last.is_none() => (
-                "WHERE state = 'pending' AND (?2 IS NULL OR project = ?2)
-                 ORDER BY priority DESC, seq LIMIT ?1",
+                "WHERE state = 'pending' {project} ORDER BY priority DESC, seq",
                 Vec::new(),
             ),
             // The queue's order is (priority DESC, seq): the rest of the
             // last row's priority first, then (once that is through) the
             // lower priorities. Each is one plain walk of the queue index.
             JobSection::Pending if !cursor.below => (
-                "WHERE state = 'pending' AND priority = ?3 AND seq > ?4
-                   AND (?2 IS NULL OR project = ?2) ORDER BY priority DESC, seq LIMIT ?1",
+                "WHERE state = 'pending' AND priority = ?1 AND seq > ?2
+                   {project} ORDER BY priority DESC, seq",
                 vec![Value::Real(last_key), Value::Integer(last_seq)],
             ),
             JobSection::Pending => (
-                "WHERE state = 'pending' AND priority < ?3
-                   AND (?2 IS NULL OR project = ?2) ORDER BY priority DESC, seq LIMIT ?1",
+                "WHERE state = 'pending' AND priority < ?1
+                   {project} ORDER BY priority DESC, seq",
                 vec![Value::Real(last_key)],
             ),
             JobSection::Running => (
-                "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?3
-                   AND (?2 IS NULL OR project = ?2) ORDER BY seq LIMIT ?1",
+                "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?1
+                   {project} ORDER BY seq",
                 vec![Value::Integer(last_seq)],
             ),
-            // Rows of every project count against `keep`: `?2` is NULL
-            // here and the project is checked below.
+            // Rows of every project count against `keep`: no project in
+            // the query, it is checked below.
             JobSection::Finished { .. } if last.is_none() => (
-                "WHERE state = 'finished' AND listed = 1 AND (?2 IS NULL OR project = ?2)
-                 ORDER BY end_time DESC, seq DESC LIMIT ?1",
+                "WHERE state = 'finished' AND listed = 1 ORDER BY end_time DESC, seq DESC",
                 Vec::new(),
             ),
             JobSection::Finished { .. } => (
-                "WHERE state = 'finished' AND listed = 1 AND (end_time, seq) < (?3, ?4)
-                   AND (?2 IS NULL OR project = ?2) ORDER BY end_time DESC, seq DESC LIMIT ?1",
+                "WHERE state = 'finished' AND listed = 1 AND (end_time, seq) < (?1, ?2)
+                   ORDER BY end_time DESC, seq DESC",
                 vec![Value::Real(last_key), Value::Integer(last_seq)],
             ),
         };
@@ -204,40 +338,65 @@ impl Store {
             _ => None,
         };
         let query_limit = match finished_keep {
-            Some(keep) => keep.saturating_sub(cursor.passed).min(limit) as i64,
-            None => limit as i64,
+            Some(keep) => keep.saturating_sub(cursor.passed).min(limit),
+            None => limit,
         };
         let filter = match cursor.section {
             JobSection::Finished { .. } => None,
             _ => project.as_deref(),
         };
+        // The project, when there is one, is the parameter after the key.
+        let project_clause = match filter {
+            Some(_) => format!("AND project = ?{}", resume.len() + 1),
+            None => String::new(),
+        };
+        let sql = sql.replace("{project}", &project_clause);
+        let entries_only = cursor.entries_only;
+        let columns = if entries_only {
+            ENTRY_COLUMNS
+        } else {
+            VIEW_COLUMNS
+        };
         let mut statement =
-            connection.prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM jobs {sql}"))?;
-        let mut bound = vec![
-            Value::Integer(query_limit),
-            filter.map_or(Value::Null, |name| Value::Text(name.to_string())),
-        ];
-        bound.extend(resume);
+            connection.prepare_cached(&format!("SELECT {columns} FROM jobs {sql}"))?;
+        let mut bound = resume;
+        bound.extend(filter.map(|name| Value::Text(name.to_string())));
         let mut rows = statement.query(rusqlite::params_from_iter(bound))?;
-        while let Some(row) = rows.next()? {
-            let (seq, view) = view_from_row(row)?;
+        while rows_seen < query_limit
+            && let Some(row) = rows.next()?
+        {
+            let (seq, mut view) = if entries_only {
+                entry_view_from_row(row)?
+            } else {
+                view_from_row(row)?
+            };
+            // Rows written before jobs had an entry, or by hand.
+            let rendered;
+            if entries_only && view.pending_entry.is_none() {
+                rendered = pending_entry_of_job(&connection, seq)?;
+                view.pending_entry = Some(&rendered);
+            }
             rows_seen += 1;
             last = Some(match cursor.section {
                 JobSection::Pending => (view.priority, seq),
                 JobSection::Running => (0.0, seq),
                 JobSection::Finished { .. } => (view.end_time.unwrap_or(0.0), seq),
             });
-            if project
-                .as_deref()
-                .is_none_or(|wanted| wanted == view.project)
-            {
+            // Only the finished section's query is not narrowed already.
+            let wanted = match cursor.section {
+                JobSection::Finished { .. } => project
+                    .as_deref()
+                    .is_none_or(|wanted| wanted == view.project),
+                _ => true,
+            };
+            if wanted {
                 visit(&view);
                 given += 1;
             }
         }
         cursor.passed += rows_seen;
-        let exhausted = rows_seen < query_limit.max(0) as usize
-            || finished_keep.is_some_and(|keep| cursor.passed >= keep);
+        let exhausted =
+            rows_seen < query_limit || finished_keep.is_some_and(|keep| cursor.passed >= keep);
         match cursor.section {
             JobSection::Pending if !cursor.launching_done => {
                 if exhausted {
@@ -360,6 +519,43 @@ mod tests {
         assert_eq!(ids(&store, JobSection::Pending, None, 2), whole);
     }
 
+    /// Pending entries read as stored, or rendered when a row has none.
+    fn entries(store: &Store) -> Vec<String> {
+        let mut cursor = JobCursor::new(JobSection::Pending, Some("p"));
+        cursor.entries_only();
+        let mut entries = Vec::new();
+        while !cursor.is_done() {
+            store
+                .read_jobs(&mut cursor, 2, &mut |view| {
+                    entries.push(format!("{}|{}", view.pending_entry.unwrap(), view.priority))
+                })
+                .unwrap();
+        }
+        entries
+    }
+
+    #[test]
+    fn pending_entries_are_stored_or_rendered() {
+        let (store, p) = store_with_projects(&["p"]);
+        add(&store, p[0], "p", "j1", 1.0);
+        add(&store, p[0], "p", "j\u{e9}2", 0.0);
+        let stored = entries(&store);
+        assert_eq!(
+            stored,
+            [
+                r#"{"id": "j1", "project": "p", "spider": "s", "version": null, "settings": {}, "args": {}|1"#,
+                r#"{"id": "j\u00e92", "project": "p", "spider": "s", "version": null, "settings": {}, "args": {}|0"#,
+            ]
+        );
+        store
+            .read()
+            .execute("UPDATE jobs SET pending_entry = NULL", [])
+            .unwrap();
+        assert_eq!(entries(&store), stored);
+        super::fill_pending_entries(&store.read()).unwrap();
+        assert_eq!(entries(&store), stored);
+    }
+
     #[test]
     fn finished_pages_keep_the_node_wide_limit() {
         let (store, p) = store_with_projects(&["p", "q"]);
@@ -388,5 +584,15 @@ mod tests {
         assert_eq!(store.job_counts(4).unwrap(), (0, 0, 4));
         assert_eq!(store.job_counts(0).unwrap(), (0, 0, 6));
         assert!(ids(&store, JobSection::Running, None, 4).is_empty());
+        // Jobs that are through keep no pending entry.
+        let entries: i64 = store
+            .read()
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE pending_entry IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(entries, 0);
     }
 }

@@ -30,7 +30,7 @@ pub use activity::ActivityEvent;
 pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
-pub use listing::{JobCursor, JobSection, JobView};
+pub use listing::{JobCursor, JobSection, JobView, write_pending_entry};
 pub use projects::{Project, Version};
 pub use shared::{
     Batch, CollectionKind, CollectionRow, NewRequest, RetryMark, SharedStore, SlotAddress,
@@ -82,6 +82,12 @@ const SCHEMA: Schema = Schema {
     write_pragmas: &[],
     read_pragmas: &[],
     layout: None,
+    fill: Some(|index, connection| {
+        if index == FILL_PENDING_ENTRIES {
+            listing::fill_pending_entries(connection)?;
+        }
+        Ok(())
+    }),
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
@@ -190,12 +196,24 @@ CREATE INDEX jobs_active_by_args ON jobs (project_id, spider_id, args)
     WHERE state IN ('pending', 'running');
 "#,
     r#"
+-- The job's entry in listjobs.json's pending list, but for its priority,
+-- rendered once when it is scheduled (listing::write_pending_entry): a
+-- listing of a long queue copies it. NULL: rendered as listed. Dropped
+-- when the job is through (finished, cancelled, deleted).
+-- The jobs already queued get theirs in the same transaction (FILL_PENDING_ENTRIES).
+ALTER TABLE jobs ADD COLUMN pending_entry TEXT;
+"#,
+    r#"
 -- Each project's queue, for the launcher while some projects' jobs wait
 -- for outside workers (their bot groups not served here).
 CREATE INDEX jobs_queue_by_project ON jobs (project_id, priority DESC, seq)
     WHERE state = 'pending';
 "#,
 ];
+
+/// The migration after which the queued jobs' pending entries are rendered
+/// (SQL cannot write Python's JSON).
+const FILL_PENDING_ENTRIES: usize = 3;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its

@@ -297,7 +297,8 @@ pub(super) fn create_project_in(connection: &Connection, name: &str, now: f64) -
 
 fn delete_project_in(connection: &Connection, project_id: i64, now: f64) -> StoreResult<usize> {
     let cancelled = connection.execute(
-        "UPDATE jobs SET state = 'finished', end_time = ?2, close_reason = 'cancelled', listed = 0
+        "UPDATE jobs SET state = 'finished', end_time = ?2, close_reason = 'cancelled', listed = 0,
+             pending_entry = NULL
          WHERE project_id = ?1 AND state = 'pending'",
         params![project_id, now],
     )?;

@@ -109,6 +109,21 @@ def test_a_big_listing_is_complete_and_memory_stays_flat(big_queue):
     assert after_ten - before < 32 * MIB, (before, after_ten)
 
 
+def test_head_of_a_big_listing_says_its_length_and_holds_little(big_queue):
+    daemon, slow, ids = big_queue
+    before = rss(daemon)
+    for project in (None, "testproject"):
+        params = {"project": project} if project else {}
+        head = daemon.request("HEAD", "/listjobs.json", params=params)
+        assert head.status_code == 200 and head.content == b""
+        get = daemon.request("GET", "/listjobs.json", params=params)
+        # Scrapyd answers HEAD with the length of what GET sends; the
+        # listing is counted a page at a time, never held whole.
+        assert int(head.headers["Content-Length"]) == len(get.content)
+        assert "Transfer-Encoding" not in head.headers
+    assert rss(daemon) - before < 32 * MIB
+
+
 def test_the_jobs_page_of_a_big_queue_is_whole(big_queue):
     daemon, slow, ids = big_queue
     before = rss(daemon)

@@ -160,6 +160,7 @@ const SCHEMA: Schema = Schema {
     ],
     read_pragmas: &[CACHE_PRAGMA],
     layout: None,
+    fill: None,
 };
 
 const CACHE_PRAGMA: Pragma = ("cache_size", &-CACHE_KIB);
