@@ -120,10 +120,15 @@ impl Database {
 
 fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {
     let connection = Connection::open(path)?;
+    // Before WAL: switching a new file to WAL writes its header, after
+    // which its layout can only change by rebuilding the file. Only on a
+    // new file: on one with tables, setting `auto_vacuum` even to its
+    // current mode is a write (and a daemon must start on a full disk).
     if let Some(layout) = layout {
-        // Before WAL: switching a new file to WAL writes its header, after
-        // which its layout can only change by rebuilding the file.
-        set_layout(&connection, layout)?;
+        let pages: i64 = connection.pragma_query_value(None, "page_count", |row| row.get(0))?;
+        if pages == 0 {
+            set_layout(&connection, layout)?;
+        }
     }
     // WAL lets readers proceed during a write; FULL syncs the WAL on every
     // commit, which is what makes an "ok" answer durable across a power
