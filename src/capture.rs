@@ -316,17 +316,7 @@ impl Capture {
             }
             self.write_scrapyd_files(job, &events);
             if let Some(stats) = events.stats.take() {
-                let mut set = Map::new();
-                set.insert("scrapystats".into(), stats);
-                if let Err(error) = self.store.change_job_meta(
-                    job.seq,
-                    MetaChange {
-                        set,
-                        remove: Vec::new(),
-                    },
-                ) {
-                    warn!(%error, seq = job.seq, "cannot store the crawl's stats");
-                }
+                self.store_stats(job, stats);
             }
             let problems = std::mem::take(&mut events.problems);
             let records = |kind: DataKind, values: &[Value]| -> Vec<NewRecord> {
@@ -435,17 +425,17 @@ impl Capture {
             return;
         };
         if let Some(stats @ Value::Object(_)) = pyliteral::parse(dump.trim()) {
-            let mut set = Map::new();
-            set.insert("scrapystats".into(), stats);
-            if let Err(error) = self.store.change_job_meta(
-                job.seq,
-                MetaChange {
-                    set,
-                    remove: Vec::new(),
-                },
-            ) {
-                warn!(%error, seq = job.seq, "cannot store the crawl's stats");
-            }
+            self.store_stats(job, stats);
+        }
+    }
+
+    /// The crawl's latest stats become the job's `scrapystats`.
+    fn store_stats(&self, job: &Job, stats: Value) {
+        let mut set = Map::new();
+        set.insert("scrapystats".into(), stats);
+        let change = MetaChange::setting(set);
+        if let Err(error) = self.store.change_job_meta(job.seq, change) {
+            warn!(%error, seq = job.seq, "cannot store the crawl's stats");
         }
     }
 }

@@ -158,6 +158,16 @@ pub struct MetaChange {
     pub remove: Vec<String>,
 }
 
+impl MetaChange {
+    /// Sets the keys of `set`, removing none.
+    pub fn setting(set: Map<String, Value>) -> MetaChange {
+        MetaChange {
+            set,
+            remove: Vec::new(),
+        }
+    }
+}
+
 /// Keys that name a job rather than describe it: never stored as metadata.
 const IDENTITY_KEYS: &[&str] = &["key", "project", "spider", "state", "auth", "_key"];
 

@@ -276,13 +276,7 @@ fn update(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String
         }
         let mut set = Map::new();
         set.insert("tags".into(), Value::from(tags));
-        daemon.change_job_meta(
-            job,
-            MetaChange {
-                set,
-                remove: Vec::new(),
-            },
-        )?;
+        daemon.change_job_meta(job, MetaChange::setting(set))?;
     }
     Ok(fields(json!({ "count": jobs.len() })))
 }
@@ -297,13 +291,7 @@ fn stop(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, 
             // An outside worker stops it; it is told through the metadata.
             let mut set = Map::new();
             set.insert("stop_requested".into(), Value::from(true));
-            daemon.change_job_meta(
-                &job,
-                MetaChange {
-                    set,
-                    remove: Vec::new(),
-                },
-            )?;
+            daemon.change_job_meta(&job, MetaChange::setting(set))?;
         }
         (JobState::Pending | JobState::Running, _) => {
             daemon.cancel_jobs(std::slice::from_ref(&job), &request.who)?;

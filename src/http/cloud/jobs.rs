@@ -269,14 +269,13 @@ fn job_summaries(
 /// The metadata keys a push, a start or an update carries beside the ones
 /// it names.
 fn extra_meta(object: &Map<String, Value>, named: &[&str]) -> MetaChange {
-    MetaChange {
-        set: object
+    MetaChange::setting(
+        object
             .iter()
             .filter(|(key, _)| !named.contains(&key.as_str()))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
-        remove: Vec::new(),
-    }
+    )
 }
 
 /// `jobq/P/push`: a job queued by a client (not a deploy): `{spider,
@@ -487,13 +486,7 @@ fn metadata(
         }
         (Method::POST, Some(key)) => {
             let set = request.keyed_value(key)?;
-            daemon.change_job_meta(
-                job,
-                MetaChange {
-                    set,
-                    remove: Vec::new(),
-                },
-            )?;
+            daemon.change_job_meta(job, MetaChange::setting(set))?;
             Ok(written())
         }
         (Method::DELETE, Some(key)) => {
