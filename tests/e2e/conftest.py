@@ -10,12 +10,14 @@ web site served by this process on 127.0.0.1.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -252,6 +254,13 @@ class Daemon:
         self.stop()
         self.set_options(options)
         return self.start()
+
+    def data_value(self, sql: str):
+        """The first column of the first row `sql` answers from the job data
+        database, read as any reader of the file sees it."""
+        path = self.dirs["dbs"] / "scrapyd-rs-data.sqlite"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return connection.execute(sql).fetchone()[0]
 
     def stderr(self) -> str:
         try:

@@ -8,8 +8,6 @@ model for both.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import subprocess
 import sys
 import time
@@ -173,12 +171,18 @@ def test_an_outside_worker_claims_held_jobs(cloud):
     assert events == ["job:completed", "job:started", "job:scheduled"]
 
 
-def test_stop_cancel_and_delete(cloud, site):
-    project = cloud.client.get_project(PROJECT)
-    running = project.jobs.run("slow", job_args={"base_url": site.url})
+def start_slow_crawl(cloud, site):
+    """A `slow` crawl run through the Cloud API, crawling: its job and Scrapyd id."""
+    running = cloud.client.get_project(PROJECT).jobs.run("slow", job_args={"base_url": site.url})
     wait_cloud_state(running, "running")
     jobid = next(iter(scrapyd_jobs(cloud)))
     wait_log_contains(cloud, str(PROJECT), "slow", jobid, "slow page")
+    return running, jobid
+
+
+def test_stop_cancel_and_delete(cloud, site):
+    project = cloud.client.get_project(PROJECT)
+    running, jobid = start_slow_crawl(cloud, site)
     # A crawl of the daemon's own is asked to stop, as cancel.json would.
     response = requests.post(cloud.url + "/api/jobs/stop.json", data={"project": PROJECT, "job": running.key},
                              auth=(KEY, ""), timeout=10)
@@ -203,11 +207,7 @@ def test_stop_cancel_and_delete(cloud, site):
 
 
 def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
-    project = cloud.client.get_project(PROJECT)
-    running = project.jobs.run("slow", job_args={"base_url": site.url})
-    wait_cloud_state(running, "running")
-    jobid = next(iter(scrapyd_jobs(cloud)))
-    wait_log_contains(cloud, str(PROJECT), "slow", jobid, "slow page")
+    running, jobid = start_slow_crawl(cloud, site)
     pid = cloud.job(jobid)[1]["pid"]
     answer = requests.post(cloud.url + "/api/jobs/delete.json", data={"project": PROJECT, "job": running.key},
                            auth=(KEY, ""), timeout=10).json()
@@ -216,9 +216,7 @@ def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
     wait_for(lambda: process_gone(pid), message="the crawl to end")
     wait_for(lambda: "crawl finished" in cloud.stderr(), message="its end recorded")
     assert state_of(running) == "deleted"
-    path = cloud.dirs["dbs"] / "scrapyd-rs-data.sqlite"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-        assert connection.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+    assert cloud.data_value("SELECT count(*) FROM records") == 0
 
 
 def test_metadata_settings_and_activity(cloud):

@@ -5,13 +5,11 @@ every format; written by clients; exactly once across a restart.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
 import re
-import sqlite3
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -141,17 +139,10 @@ def test_clients_write_job_data(cloud):
     for n in range(400):
         job.items.write({"n": 26 + n, "pad": "x" * 10_000})
     job.items.flush()
-    full = data_pages(cloud)
+    full = cloud.data_value("PRAGMA page_count")
     requests.delete(cloud.url + f"/jobs/{job.key}", auth=(KEY, ""), timeout=10)
     assert get(cloud, f"/items/{job.key}").status_code == 404
-    assert data_pages(cloud) * 4 < full, (full, data_pages(cloud))
-
-
-def data_pages(daemon):
-    """The pages of the job data database, as a reader of the file sees them."""
-    path = daemon.dirs["dbs"] / "scrapyd-rs-data.sqlite"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-        return connection.execute("PRAGMA page_count").fetchone()[0]
+    assert cloud.data_value("PRAGMA page_count") * 4 < full, (full, cloud.data_value("PRAGMA page_count"))
 
 
 def test_capture_resumes_after_a_restart_exactly_once(cloud, site):
@@ -257,12 +248,6 @@ def test_deleting_a_project_deletes_its_jobs_data(cloud, site):
     project = cloud.client.get_project(PROJECT)
     key = next(iter(project.jobs.iter(state="finished")))["key"]
     assert len(list(project.jobs.get(key).items.iter())) == len(SITE_TITLES)
-    assert data_records(cloud) > 0
+    assert cloud.data_value("SELECT count(*) FROM records") > 0
     cloud.post("delproject.json", data={"project": str(PROJECT)})
-    assert data_records(cloud) == 0
-
-
-def data_records(daemon):
-    path = daemon.dirs["dbs"] / "scrapyd-rs-data.sqlite"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-        return connection.execute("SELECT count(*) FROM records").fetchone()[0]
+    assert cloud.data_value("SELECT count(*) FROM records") == 0
