@@ -38,7 +38,18 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import MB, cpu_model, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
+from common import (
+    MB,
+    cpu_model,
+    free_port,
+    kill_processes_in,
+    log,
+    median,
+    print_report,
+    rss_kib,
+    run_in_threads,
+    stop_process,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -1480,11 +1491,7 @@ class Bench:
                 def send(index, port=daemon.port):
                     clients[index] = send_big_body(port, body, 1800)
 
-                senders = [threading.Thread(target=send, args=(i,)) for i in range(args.big_bodies)]
-                for sender in senders:
-                    sender.start()
-                for sender in senders:
-                    sender.join()
+                run_in_threads(send, args.big_bodies)
                 seconds = time.perf_counter() - started
                 checked = checks.stop()
                 results[kind] = {

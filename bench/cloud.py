@@ -47,7 +47,19 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-from common import MB, cpu_model, cpu_seconds, free_port, kill_processes_in, log, median, print_report, rss_kib, stop_process
+from common import (
+    MB,
+    cpu_model,
+    cpu_seconds,
+    free_port,
+    kill_processes_in,
+    log,
+    median,
+    print_report,
+    rss_kib,
+    run_in_threads,
+    stop_process,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -573,11 +585,7 @@ class LoadGenerator:
                 counts["bad"] += bad
 
         started = time.perf_counter()
-        workers = [threading.Thread(target=worker, args=(i,)) for i in range(self.connections)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
+        run_in_threads(worker, self.connections)
         elapsed = time.perf_counter() - started
         return {"rps": counts["ok"] / elapsed, **counts, "p50": None, "p99": None}
 

@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 MB = 1024 * 1024
@@ -54,6 +55,16 @@ def cpu_seconds(pid: int) -> float:
         # stime are the 14th and 15th fields of the line.
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_in_threads(target, count: int) -> None:
+    """Runs `target(i)` for i in 0..count, each on a thread of its own, all at
+    once; returns when every one has returned."""
+    threads = [threading.Thread(target=target, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def process_cwd(pid: int) -> str:

@@ -46,7 +46,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from common import free_port, rss_kib
+from common import free_port, rss_kib, run_in_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
@@ -188,11 +188,7 @@ def run_uploads(daemon: Daemon, path: str, bodies: list[bytes], connections: int
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(lambda _index: worker(), connections)
     if errors:
         raise errors[0]
     return answers
