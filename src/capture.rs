@@ -33,7 +33,7 @@ const READ_CHUNK: usize = 4 * 1024 * 1024;
 
 /// A followed crawl: tells its follower the crawl has ended, and hears
 /// when everything is read.
-type Following = (watch::Sender<bool>, watch::Receiver<bool>);
+type Following = (std::sync::mpsc::Sender<()>, watch::Receiver<bool>);
 
 /// Follows running crawls.
 pub struct Capture {
@@ -74,17 +74,38 @@ impl Capture {
         self.following.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts following a crawl's files (just launched, or adopted).
+    /// Starts following a crawl's files (just launched, or adopted), on a
+    /// thread of its own at bulk work's priority ([`crate::priority`]).
     pub fn begin(self: &Arc<Self>, job: &Job) {
-        let (ended_tx, ended_rx) = watch::channel(false);
+        let (ended_tx, ended_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = watch::channel(false);
         self.following().insert(job.seq, (ended_tx, done_rx));
-        let capture = Arc::clone(self);
-        let job = job.clone();
-        tokio::spawn(async move {
-            capture.follow(job, ended_rx).await;
-            let _ = done_tx.send(true);
-        });
+        let follow = {
+            let (capture, job) = (Arc::clone(self), job.clone());
+            move || {
+                capture.follow(&job, &ended_rx);
+                let _ = done_tx.send(true);
+            }
+        };
+        // Without a thread of its own (the system has none to give), the
+        // crawl is followed all the same, at the daemon's own priority.
+        let work = Arc::new(Mutex::new(Some(follow)));
+        let take = |work: &Mutex<Option<_>>| work.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let on_thread = Arc::clone(&work);
+        let spawned = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                crate::priority::lower_this_thread();
+                if let Some(follow) = take(&on_thread) {
+                    follow();
+                }
+            });
+        if let Err(error) = spawned {
+            warn!(%error, seq = job.seq, "no thread of its own to capture a crawl");
+            if let Some(follow) = take(&work) {
+                tokio::task::spawn_blocking(follow);
+            }
+        }
     }
 
     /// The crawl has ended: reads what is left of its files and waits for
@@ -93,31 +114,33 @@ impl Capture {
         let Some((ended, mut done)) = self.following().remove(&seq) else {
             return;
         };
-        let _ = ended.send(true);
+        let _ = ended.send(());
         let _ = done.wait_for(|done| *done).await;
     }
 
-    async fn follow(self: Arc<Self>, job: Job, mut ended: watch::Receiver<bool>) {
+    /// Reads the crawl's files every [`POLL_INTERVAL`] until it has ended,
+    /// then to their ends.
+    fn follow(&self, job: &Job, ended: &std::sync::mpsc::Receiver<()>) {
         let mut pending_log = PendingLog::default();
+        let mut last = false;
         loop {
-            let last = *ended.borrow();
-            let capture = Arc::clone(&self);
-            let (task_job, mut task_log) = (job.clone(), std::mem::take(&mut pending_log));
-            let polled = tokio::task::spawn_blocking(move || {
-                capture.poll(&task_job, &mut task_log, last);
-                task_log
-            })
-            .await;
-            match polled {
-                Ok(log) => pending_log = log,
-                Err(error) => warn!(%error, seq = job.seq, "capture failed"),
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.poll(job, &mut pending_log, last)
+            }));
+            if polled.is_err() {
+                // A bug, not the crawl's doing: the next poll starts afresh
+                // from the committed offsets.
+                warn!(seq = job.seq, "capture failed");
+                pending_log = PendingLog::default();
             }
             if last {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                _ = ended.changed() => {}
+            match ended.recv_timeout(POLL_INTERVAL) {
+                Ok(()) => last = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // Another follower took the crawl over.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
     }

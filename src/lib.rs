@@ -22,6 +22,8 @@
 //!   feed) into the job data store, from committed offsets.
 //! - [`runner`]: how a crawl or a spider listing is started: argv,
 //!   environment, working directory, output files.
+//! - [`priority`]: bulk work (capture, the job data writes) runs at a
+//!   lower CPU priority than the answers to requests.
 //! - [`cloud`]: the domain operations only the Scrapy Cloud API needs
 //!   (jobs by key, metadata, outside workers, settings, activity), on the
 //!   same store and supervisor.
@@ -52,6 +54,7 @@ pub mod filter;
 pub mod frontier;
 pub mod http;
 pub mod names;
+pub mod priority;
 pub mod pyjson;
 pub mod pyliteral;
 pub mod record;

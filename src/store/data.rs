@@ -200,6 +200,9 @@ CREATE TABLE crawl_outcomes (
 /// How the job data database is opened.
 const SCHEMA: Schema = Schema {
     writer_name: "data-writer",
+    // Records by the thousand from every running crawl: on a busy machine
+    // they wait a moment for the CPU, a schedule's commit does not.
+    bulk_writes: true,
     migrations: MIGRATIONS,
     write_pragmas: &[],
     read_pragmas: &[],

@@ -20,6 +20,9 @@ pub(super) type Pragma = (&'static str, &'static (dyn ToSql + Sync));
 pub(super) struct Schema {
     /// The writer thread's name (its answers go out on `<name>-answers`).
     pub writer_name: &'static str,
+    /// Its writes are bulk work: the writer runs at a lower CPU priority
+    /// ([`crate::priority`]).
+    pub bulk_writes: bool,
     /// Applied in order; `PRAGMA user_version` records how many have run.
     pub migrations: &'static [&'static str],
     /// Set on the write connection, in order, before the migrations (so
@@ -95,11 +98,16 @@ impl Database {
             reader.pragma_update(None, name, value)?;
         }
         let generation = Generation::default();
-        let writer = Writer::start(schema.writer_name, write_connection, generation.clone())
-            .map_err(|source| StoreError::Folder {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let writer = Writer::start(
+            schema.writer_name,
+            write_connection,
+            generation.clone(),
+            schema.bulk_writes,
+        )
+        .map_err(|source| StoreError::Folder {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Database {
             reader: Mutex::new(reader),
             writer,
@@ -200,6 +208,7 @@ mod tests {
 
     const SCHEMA: Schema = Schema {
         writer_name: "test-writer",
+        bulk_writes: false,
         migrations: &["CREATE TABLE t (v INTEGER);"],
         write_pragmas: &[("application_id", &7_i64)],
         read_pragmas: &[("cache_size", &-2048_i64)],

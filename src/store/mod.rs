@@ -78,6 +78,7 @@ pub struct Store {
 /// ones, and the writer every schedule waits on.
 const SCHEMA: Schema = Schema {
     writer_name: "store-writer",
+    bulk_writes: false,
     migrations: MIGRATIONS,
     write_pragmas: &[],
     read_pragmas: &[],

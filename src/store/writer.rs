@@ -67,17 +67,25 @@ impl<T> Pending<T> {
 pub(super) type Generation = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
 impl Writer {
-    /// Starts the writer thread `name` on `connection`.
+    /// Starts the writer thread `name` on `connection`; with `bulk`, it
+    /// and its answering thread run at bulk work's priority.
     pub fn start(
         name: &str,
         connection: Connection,
         generation: Generation,
+        bulk: bool,
     ) -> std::io::Result<Writer> {
         let (changes, receiver) = std::sync::mpsc::channel();
         let (answers, answer_receiver) = std::sync::mpsc::channel::<Answers>();
+        let priority = move || {
+            if bulk {
+                crate::priority::lower_this_thread();
+            }
+        };
         std::thread::Builder::new()
             .name(format!("{name}-answers"))
             .spawn(move || {
+                priority();
                 while let Ok((completions, commit)) = answer_receiver.recv() {
                     for completion in completions {
                         completion(commit.clone());
@@ -86,7 +94,10 @@ impl Writer {
             })?;
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || write_loop(&connection, &receiver, &generation, &answers))?;
+            .spawn(move || {
+                priority();
+                write_loop(&connection, &receiver, &generation, &answers)
+            })?;
         Ok(Writer { changes })
     }
 
@@ -382,7 +393,8 @@ mod tests {
         connection
             .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER UNIQUE);")
             .unwrap();
-        let writer = Writer::start("test-writer", connection, Generation::default()).unwrap();
+        let writer =
+            Writer::start("test-writer", connection, Generation::default(), false).unwrap();
         (writer, path, folder)
     }
 

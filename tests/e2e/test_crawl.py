@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from conftest import (
     JOBID_RE,
@@ -10,6 +12,7 @@ from conftest import (
     SITE_TITLES,
     TIME_RE,
     cancel,
+    daemon_with_slow_crawl,
     expected_json,
     read_items,
     start_slow,
@@ -370,3 +373,31 @@ def test_unicode_job_id_and_arguments(deployed, site):
     response = daemon.request("GET", "/logs/testproject/pages/job%20%C3%BC%201.log")
     assert response.status_code == 200
     assert response.content == daemon.log_path("testproject", "pages", jobid).read_bytes()
+
+
+def thread_nice(pid: int) -> dict[str, set[int]]:
+    """The nice values of a process's threads, by thread name."""
+    nice: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread has ended
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        nice.setdefault(name, set()).add(int(fields[16]))  # field 19 of proc_pid_stat(5)
+    return nice
+
+
+def test_bulk_work_yields_the_cpu_to_requests(daemon_factory, egg_file, site):
+    # Capturing a crawl and writing its data run at a lower priority (nice
+    # +10); answering requests and committing schedules do not.
+    daemon, _, _ = daemon_with_slow_crawl(daemon_factory, egg_file, site)
+    pid = daemon.process.pid
+    own = os.getpriority(os.PRIO_PROCESS, pid)  # the daemon's main thread
+    nice = thread_nice(pid)
+    bulk = min(own + 10, 19)
+    assert nice["capture"] == {bulk}
+    assert nice["data-writer"] == {bulk}
+    assert nice["store-writer"] == {own}
+    assert nice["tokio-rt-worker"] == {own}

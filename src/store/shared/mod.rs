@@ -152,6 +152,7 @@ impl RetryMark {
 const SCHEMA: Schema = Schema {
     // Nobody else waits for this writer's commits: its own thread.
     writer_name: "shared-writer",
+    bulk_writes: false,
     migrations: MIGRATIONS,
     write_pragmas: &[
         CACHE_PRAGMA,
