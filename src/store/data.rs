@@ -382,7 +382,10 @@ impl DataStore {
     }
 
     /// Gives `visit` up to `max` records of a job from index `from`, in
-    /// order; answers whether records may follow.
+    /// order; answers whether records may follow. The rows come in the
+    /// primary key's order, so stepping stops after `max` of them without a
+    /// bound `LIMIT` (SQLite prepares a statement with one again whenever
+    /// its value is bound).
     pub fn read_records(
         &self,
         job: i64,
@@ -394,11 +397,12 @@ impl DataStore {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT n, ts, data FROM records WHERE job = ?1 AND kind = ?2 AND n >= ?3
-             ORDER BY n LIMIT ?4",
+             ORDER BY n",
         )?;
-        let mut rows = statement.query(params![job, kind.code(), from as i64, max as i64])?;
+        let mut rows = statement.query(params![job, kind.code(), from as i64])?;
         let mut seen = 0;
-        while let Some(row) = rows.next()? {
+        while seen < max {
+            let Some(row) = rows.next()? else { break };
             seen += 1;
             let view = RecordView {
                 index: row.get::<_, i64>(0)? as u64,

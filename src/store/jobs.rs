@@ -600,17 +600,19 @@ impl Store {
         {
             return Ok(counts);
         }
+        // The cap is written into the statement: SQLite prepares a
+        // statement with a bound `LIMIT` again whenever its value is bound.
         let limit = if keep == 0 { -1 } else { keep as i64 };
         let connection = self.read();
-        let mut statement = connection.prepare_cached(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT
                (SELECT count(*) FROM jobs WHERE state = 'pending')
                  + (SELECT count(*) FROM jobs WHERE state = 'running' AND pid IS NULL AND runner IS NULL),
                (SELECT count(*) FROM jobs WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL)),
-               (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT ?1))",
-        )?;
+               (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'finished' AND listed = 1 LIMIT {limit}))"
+        ))?;
         let (pending, running, finished): (i64, i64, i64) =
-            statement.query_row([limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            statement.query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         let count = |n: i64| n.max(0) as u64;
         let counts = (count(pending), count(running), count(finished));
         *cache = Some((generation, keep, counts));

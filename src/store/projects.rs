@@ -243,12 +243,13 @@ impl Store {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT state, seq FROM jobs WHERE project_id = ?1 AND (state, seq) > (?2, ?3)
-             ORDER BY state, seq LIMIT ?4",
+             ORDER BY state, seq",
         )?;
         let rows = statement
-            .query_map(params![project_id, after.0, after.1, limit as i64], |row| {
+            .query_map(params![project_id, after.0, after.1], |row| {
                 Ok((row.get(0)?, row.get(1)?))
-            })?;
+            })?
+            .take(limit);
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

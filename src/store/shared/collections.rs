@@ -165,7 +165,10 @@ impl SharedStore {
     }
 
     /// Up to `limit` records in key order, from `from` on: one page of a
-    /// scan. The read connection is held for this page only.
+    /// scan. The read connection is held for this page only. The key index
+    /// gives the order, so stepping stops after `limit` rows without a bound
+    /// `LIMIT` (SQLite prepares a statement with one again whenever its
+    /// value is bound).
     pub fn collection_rows(
         &self,
         collection_id: i64,
@@ -173,25 +176,27 @@ impl SharedStore {
         limit: usize,
     ) -> StoreResult<Vec<CollectionRow>> {
         const FROM_START: &str = "SELECT key, ts, expires, value FROM collection_records
-            WHERE collection_id = ?1 ORDER BY key LIMIT ?2";
+            WHERE collection_id = ?1 ORDER BY key";
         const FROM_KEY: &str = "SELECT key, ts, expires, value FROM collection_records
-            WHERE collection_id = ?1 AND key >= ?3 ORDER BY key LIMIT ?2";
+            WHERE collection_id = ?1 AND key >= ?2 ORDER BY key";
         const AFTER_KEY: &str = "SELECT key, ts, expires, value FROM collection_records
-            WHERE collection_id = ?1 AND key > ?3 ORDER BY key LIMIT ?2";
+            WHERE collection_id = ?1 AND key > ?2 ORDER BY key";
         let connection = self.read();
-        let limit = limit as i64;
         let rows = match from {
             Bound::Unbounded => connection
                 .prepare_cached(FROM_START)?
-                .query_map(params![collection_id, limit], row_of)?
+                .query_map(params![collection_id], row_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
             Bound::Included(key) => connection
                 .prepare_cached(FROM_KEY)?
-                .query_map(params![collection_id, limit, key], row_of)?
+                .query_map(params![collection_id, key], row_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
             Bound::Excluded(key) => connection
                 .prepare_cached(AFTER_KEY)?
-                .query_map(params![collection_id, limit, key], row_of)?
+                .query_map(params![collection_id, key], row_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
         };
         Ok(rows)

@@ -108,6 +108,9 @@ impl SharedStore {
 
     /// Up to `limit` batches of a slot, lowest priority first, then oldest,
     /// after the batch `after` (its priority and id): one page of a read.
+    /// Here and in [`SharedStore::fingerprints`] an index gives the order,
+    /// so stepping stops after `limit` rows without a bound `LIMIT` (SQLite
+    /// prepares a statement with one again whenever its value is bound).
     pub fn batches(
         &self,
         slot_id: i64,
@@ -115,7 +118,6 @@ impl SharedStore {
         limit: usize,
     ) -> StoreResult<Vec<Batch>> {
         let connection = self.read();
-        let limit = limit as i64;
         let batch_of = |row: &rusqlite::Row<'_>| {
             Ok(Batch {
                 id: row.get(0)?,
@@ -128,17 +130,19 @@ impl SharedStore {
             None => connection
                 .prepare_cached(
                     "SELECT id, priority, size, requests FROM hcf_batches
-                     WHERE slot_id = ?1 ORDER BY priority, id LIMIT ?2",
+                     WHERE slot_id = ?1 ORDER BY priority, id",
                 )?
-                .query_map(params![slot_id, limit], batch_of)?
+                .query_map(params![slot_id], batch_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
             Some((priority, id)) => connection
                 .prepare_cached(
                     "SELECT id, priority, size, requests FROM hcf_batches
                      WHERE slot_id = ?1 AND (priority, id) > (?2, ?3)
-                     ORDER BY priority, id LIMIT ?4",
+                     ORDER BY priority, id",
                 )?
-                .query_map(params![slot_id, priority, id, limit], batch_of)?
+                .query_map(params![slot_id, priority, id], batch_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
         };
         Ok(batches)
@@ -168,23 +172,24 @@ impl SharedStore {
         limit: usize,
     ) -> StoreResult<Vec<(String, Option<String>)>> {
         let connection = self.read();
-        let limit = limit as i64;
         let row_of = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
         // Two statements, so that each page is an index range from where
         // the last one stopped.
         let rows = match after {
             None => connection
                 .prepare_cached(
-                    "SELECT fp, fdata FROM hcf_fingerprints WHERE slot_id = ?1 ORDER BY fp LIMIT ?2",
+                    "SELECT fp, fdata FROM hcf_fingerprints WHERE slot_id = ?1 ORDER BY fp",
                 )?
-                .query_map(params![slot_id, limit], row_of)?
+                .query_map(params![slot_id], row_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
             Some(after) => connection
                 .prepare_cached(
                     "SELECT fp, fdata FROM hcf_fingerprints WHERE slot_id = ?1 AND fp > ?2
-                     ORDER BY fp LIMIT ?3",
+                     ORDER BY fp",
                 )?
-                .query_map(params![slot_id, after, limit], row_of)?
+                .query_map(params![slot_id, after], row_of)?
+                .take(limit)
                 .collect::<Result<_, _>>()?,
         };
         Ok(rows)
