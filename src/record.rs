@@ -126,48 +126,40 @@ pub fn pick_fields(json: &str, names: &[String]) -> Result<Vec<Option<Value>>, s
 }
 
 /// `text` without the whitespace between its tokens. `text` is valid
-/// JSON: outside strings, only whitespace can be dropped. The runs between
-/// whitespace are copied as text: they begin and end next to ASCII bytes,
-/// so on character boundaries, and need no second UTF-8 check.
+/// JSON: outside strings, only whitespace can be dropped.
 fn compact(text: &str) -> String {
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if is_space(bytes[index]) {
-            index += 1;
-            continue;
-        }
-        // A run of tokens, each string whole (the spaces in it are kept).
-        let start = index;
-        while index < bytes.len() && !is_space(bytes[index]) {
-            index = if bytes[index] == b'"' {
-                string_end(bytes, index)
-            } else {
-                index + 1
-            };
-        }
-        out.push_str(&text[start..index]);
-    }
-    out
-}
-
-fn is_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// Just past the string whose opening quote is at `start`: past its
-/// closing quote, escapes (a backslash and the byte after it) skipped.
-fn string_end(bytes: &[u8], start: usize) -> usize {
-    let mut index = start + 1;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'\\' => index += 2,
-            b'"' => return index + 1,
-            _ => index += 1,
+        let byte = bytes[index];
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => index += 1,
+            b'"' => {
+                // A string, copied whole: up to its closing quote, escapes
+                // (a backslash and the byte after it) included.
+                let start = index;
+                index += 1;
+                while index < bytes.len() {
+                    match bytes[index] {
+                        b'\\' => index += 2,
+                        b'"' => {
+                            index += 1;
+                            break;
+                        }
+                        _ => index += 1,
+                    }
+                }
+                out.extend_from_slice(&bytes[start..index.min(bytes.len())]);
+            }
+            _ => {
+                out.push(byte);
+                index += 1;
+            }
         }
     }
-    bytes.len()
+    // Only ASCII whitespace was dropped, between whole UTF-8 sequences.
+    String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into())
 }
 
 fn uint_size(n: u64) -> u64 {
