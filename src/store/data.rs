@@ -383,9 +383,8 @@ impl DataStore {
 
     /// Gives `visit` up to `max` records of a job from index `from`, in
     /// order; answers whether records may follow. The rows come in the
-    /// primary key's order, so stepping stops after `max` of them without a
-    /// bound `LIMIT` (SQLite prepares a statement with one again whenever
-    /// its value is bound).
+    /// primary key's order: stepping stops after `max` of them (no bound
+    /// `LIMIT`, see [`crate::store`]).
     pub fn read_records(
         &self,
         job: i64,

@@ -600,8 +600,8 @@ impl Store {
         {
             return Ok(counts);
         }
-        // The cap is written into the statement: SQLite prepares a
-        // statement with a bound `LIMIT` again whenever its value is bound.
+        // The cap is written into the statement, not bound (see the
+        // module note of `store` on `LIMIT`).
         let limit = if keep == 0 { -1 } else { keep as i64 };
         let connection = self.read();
         let mut statement = connection.prepare_cached(&format!(

@@ -289,10 +289,8 @@ impl Store {
         let mut last = cursor.last;
         // Those that resume after a row read `?1` = its key (`?1` = its seq
         // where the seq alone is the key, then `?2` = seq). No query has a
-        // bound LIMIT: SQLite prepares a statement again at each run whose
-        // LIMIT is a parameter (it plans with the value), which cost more
-        // than a page's rows; the walk stops after `limit` rows instead,
-        // every order being an index's own.
+        // bound LIMIT (see [`crate::store`]): the walk stops after `limit`
+        // rows, every order being an index's own.
         let (sql, resume): (&str, Vec<Value>) = match cursor.section {
             JobSection::Pending if !cursor.launching_done => (
                 "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?1

@@ -7,6 +7,12 @@
 //! disk and survives a crash of the process or of the machine. The
 //! interface is plain functions on [`Store`], so another backend can take
 //! its place without the HTTP layer or the supervisor noticing.
+//!
+//! Pages are read without a bound `LIMIT`: this SQLite (built with STAT4)
+//! plans a statement with the values of its parameters, so one whose
+//! `LIMIT` is a parameter is prepared again at every run, which costs more
+//! than a page's rows. A page's query follows an index's own order, and
+//! the reading stops after the page's rows.
 
 mod activity;
 mod data;

@@ -166,9 +166,8 @@ impl SharedStore {
 
     /// Up to `limit` records in key order, from `from` on: one page of a
     /// scan. The read connection is held for this page only. The key index
-    /// gives the order, so stepping stops after `limit` rows without a bound
-    /// `LIMIT` (SQLite prepares a statement with one again whenever its
-    /// value is bound).
+    /// gives the order: stepping stops after `limit` rows (no bound
+    /// `LIMIT`, see [`crate::store`]).
     pub fn collection_rows(
         &self,
         collection_id: i64,

@@ -108,9 +108,9 @@ impl SharedStore {
 
     /// Up to `limit` batches of a slot, lowest priority first, then oldest,
     /// after the batch `after` (its priority and id): one page of a read.
-    /// Here and in [`SharedStore::fingerprints`] an index gives the order,
-    /// so stepping stops after `limit` rows without a bound `LIMIT` (SQLite
-    /// prepares a statement with one again whenever its value is bound).
+    /// Here and in [`SharedStore::fingerprints`] an index gives the order:
+    /// stepping stops after `limit` rows (no bound `LIMIT`, see
+    /// [`crate::store`]).
     pub fn batches(
         &self,
         slot_id: i64,
