@@ -71,9 +71,18 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         daemon.restart(python=fake_python(daemon, "never-exits", NEVER_EXITS))
 
         # A listing reads its sections one after another: taken once the
-        # new daemon has filled its slots, so no job moves between them.
-        wait_for(lambda: len(daemon.listjobs()["running"]) == 4 or not daemon.listjobs()["pending"],
-                 message="the slots filled")
+        # new daemon has filled its slots with crawls of its own, so no job
+        # moves between them. (The first daemon's crawls are listed as
+        # running until the new one has recorded their end.)
+        def slots_filled_by_this_start():
+            jobs = daemon.listjobs()
+            started_now = {re.search(r"job=(\w+)", line).group(1)
+                           for line in daemon.stderr_path.read_text(errors="replace").splitlines()
+                           if "crawl started" in line}
+            running = {job["id"] for job in jobs["running"]}
+            return running <= started_now and (len(running) == 4 or not jobs["pending"])
+
+        wait_for(slots_filled_by_this_start, message="the slots filled")
         jobs = daemon.listjobs()
         listed = [job["id"] for state in ("pending", "running", "finished") for job in jobs[state]]
         assert sorted(listed) == sorted(scheduled), f"trial {trial}: jobs lost or duplicated"
