@@ -388,22 +388,11 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rows, [(1, "finished".into()), (2, "pending".into())]);
+        let number = |sql: &str| -> i64 { reader.query_row(sql, [], |row| row.get(0)).unwrap() };
         // Seq 3 was handed out once: the next job gets 4, not 3 again.
-        let high: i64 = reader
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let high = number("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'");
         assert_eq!(high, 3);
-        let tables: i64 = reader
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'jobs_rebuilt%'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let tables = number("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'jobs_rebuilt%'");
         assert_eq!(tables, 0);
     }
 

@@ -9,6 +9,7 @@ web site served by this process on 127.0.0.1.
 
 from __future__ import annotations
 
+import collections
 import configparser
 import contextlib
 import json
@@ -55,6 +56,12 @@ ALL_SPIDERS = ["pages", "slow", "stubborn"]
 # The test web site
 # --------------------------------------------------------------------------
 
+
+
+def started_in(stderr_path: Path) -> list[str]:
+    """The job ids one start of a daemon launched, as its stderr says."""
+    return [re.search(r"job=(\w+)", line).group(1)
+            for line in stderr_path.read_text(errors="replace").splitlines() if "crawl started" in line]
 
 class _SiteHandler(BaseHTTPRequestHandler):
     """`/` links to /page/1..5; /page/N has `<h1>Title N</h1>`; `/slow` never ends."""
@@ -261,6 +268,14 @@ class Daemon:
         path = self.dirs["dbs"] / "scrapyd-rs-data.sqlite"
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
             return connection.execute(sql).fetchone()[0]
+
+    def started_now(self) -> list[str]:
+        """The job ids this start of the daemon launched, in order."""
+        return started_in(self.stderr_path)
+
+    def launches(self) -> collections.Counter:
+        """How many times each job id was launched, over every start of this daemon."""
+        return collections.Counter(job for path in self.root.glob("daemon-*.stderr") for job in started_in(path))
 
     def stderr(self) -> str:
         try:

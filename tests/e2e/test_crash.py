@@ -13,15 +13,6 @@ import sqlite3
 from conftest import daemon_with_slow_crawl, process_gone, start_slow, wait_for
 
 
-def launches(daemon, jobid: str) -> int:
-    """How many times any start of this daemon launched `jobid`."""
-    count = 0
-    for path in daemon.root.glob("daemon-*.stderr"):
-        text = path.read_text(errors="replace")
-        count += sum(1 for line in text.splitlines() if "crawl started" in line and f"job={jobid}" in line)
-    return count
-
-
 def test_kill9_with_running_and_pending_crawls(daemon_factory, egg_file, site):
     daemon = daemon_factory(max_proc=1)
     daemon.upload("testproject", "1.0", egg_file)
@@ -52,8 +43,8 @@ def test_kill9_with_running_and_pending_crawls(daemon_factory, egg_file, site):
     jobs = daemon.listjobs()
     ids = [job["id"] for state in ("pending", "running", "finished") for job in jobs[state]]
     assert sorted(ids) == sorted([running, pending])
-    assert launches(daemon, running) == 1
-    assert launches(daemon, pending) == 1
+    assert daemon.launches()[running] == 1
+    assert daemon.launches()[pending] == 1
 
 
 def test_crawl_that_finished_while_the_daemon_was_down(daemon_factory, egg_file, site):

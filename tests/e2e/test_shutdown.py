@@ -9,7 +9,6 @@ exits; with the default `leave` the next start adopts them (test_restart.py).
 from __future__ import annotations
 
 import collections
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -47,16 +46,6 @@ def schedule_many(daemon, count, threads=4):
         return [jobid for ids in pool.map(schedule, shares) for jobid in ids]
 
 
-def launches(daemon) -> collections.Counter:
-    """How many times each job id was launched, over every start of this daemon."""
-    started = collections.Counter()
-    for path in daemon.root.glob("daemon-*.stderr"):
-        for line in path.read_text(errors="replace").splitlines():
-            if "crawl started" in line:
-                started[re.search(r"job=(\w+)", line).group(1)] += 1
-    return started
-
-
 def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
     for trial in range(3):
         daemon = daemon_factory(max_proc=4, finished_to_keep=0)
@@ -76,9 +65,7 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         # running until the new one has recorded their end.)
         def slots_filled_by_this_start():
             jobs = daemon.listjobs()
-            started_now = {re.search(r"job=(\w+)", line).group(1)
-                           for line in daemon.stderr_path.read_text(errors="replace").splitlines()
-                           if "crawl started" in line}
+            started_now = set(daemon.started_now())
             running = {job["id"] for job in jobs["running"]}
             return running <= started_now and (len(running) == 4 or not jobs["pending"])
 
@@ -91,7 +78,7 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         assert set(reasons) <= {"finished"}, (trial, reasons, first_log)
         assert jobs["pending"], f"trial {trial}: SIGTERM came after the last launch"
         assert "could not start" not in first_log, first_log
-        assert max(launches(daemon).values()) == 1
+        assert max(daemon.launches().values()) == 1
         daemon.cleanup()
 
 
