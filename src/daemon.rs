@@ -15,7 +15,7 @@ use crate::eggs::{self, EggError};
 use crate::names::{self, DirectoryTraversal};
 use crate::runner;
 use crate::store::{
-    DataStore, Job, JobCursor, JobFilter, JobSection, JobState, JobView, NewJob, Project,
+    DataStore, Job, JobCursor, JobFilter, JobSection, JobSnapshot, JobState, NewJob, Project,
     SharedStore, Store, StoreError, Version,
 };
 use crate::supervisor::Supervisor;
@@ -101,8 +101,8 @@ pub struct ScheduleRequest {
 }
 
 /// The three sections of `listjobs.json` and the jobs page (pending,
-/// running, finished), each read a page at a time with
-/// [`Daemon::read_jobs`].
+/// running, finished), each read a page at a time from one snapshot
+/// ([`Daemon::read_listing`]).
 #[derive(Debug)]
 pub struct JobListing {
     pub sections: [JobCursor; 3],
@@ -497,14 +497,14 @@ impl Daemon {
         })
     }
 
-    /// The next page of up to `max_rows` jobs of a listing's section.
-    pub fn read_jobs(
+    /// Runs `read` on one snapshot of the job store: the pages of a
+    /// listing read through it agree with each other. Keep it short (see
+    /// [`JobSnapshot`]).
+    pub fn read_listing<T>(
         &self,
-        cursor: &mut JobCursor,
-        max_rows: usize,
-        visit: &mut dyn FnMut(&JobView),
-    ) -> DaemonResult<()> {
-        Ok(self.store.read_jobs(cursor, max_rows, visit)?)
+        read: impl FnOnce(&JobSnapshot) -> DaemonResult<T>,
+    ) -> DaemonResult<T> {
+        self.store.snapshot(read)
     }
 
     /// Deletes one version (named exactly or by its Scrapyd name), and the

@@ -1,17 +1,88 @@
-//! Job listings written straight from the store's rows into the response,
-//! a page at a time: `listjobs.json` here, the `/jobs` page in `pages`.
-//! However long the queue, the daemon holds one page of it.
+//! Job listings written from the store's rows: `listjobs.json` here, the
+//! `/jobs` page in `pages`.
+//!
+//! A listing is read from one snapshot of the store, so that a job that is
+//! launched or finishes meanwhile shows once, in the section it was in, as
+//! in Scrapyd. A snapshot must not last as long as a slow client takes to
+//! read (it would hold the WAL back), so the listing is written whole to
+//! a spool first: in memory up to [`SPOOL_MEMORY`], beyond that in a
+//! deleted file beside the database. However long the queue, the daemon
+//! holds one page of rows and at most that much of the answer, and the
+//! answer carries its length, as Scrapyd's does. Spools live until their
+//! answer is sent or its client cut off; all of them together are kept
+//! within [`SPOOL_BUDGET`], so that clients that ask and never read fill
+//! neither memory nor the disk.
 
-use std::sync::Arc;
+use std::io::{Seek, Write};
+use std::sync::{Arc, Mutex};
+
+use tempfile::{SpooledData, SpooledTempFile};
+
+use http_body_util::BodyExt;
 
 use super::body::{self, Body, PAGE_BYTES};
 use crate::clock;
-use crate::daemon::{Daemon, JobListing};
+use crate::daemon::{Daemon, DaemonError, DaemonResult, JobListing};
 use crate::pyjson;
-use crate::store::{self, JobView};
+use crate::store::{self, JobSnapshot, JobView};
 
 /// Rows read from the store at once.
 const PAGE_ROWS: usize = 512;
+
+/// How much of a listing is kept in memory before it moves to a file: a
+/// queue of some 6,000 jobs, more than most nodes ever list.
+const SPOOL_MEMORY: usize = 1 << 20;
+
+/// How many bytes the spools of all listings not yet sent may hold in
+/// all, about: a new listing waits while they hold more (the one being
+/// written may go past it). Some fifty listings of a 30,000-job queue.
+const SPOOL_BUDGET: u64 = 256 << 20;
+
+/// The bytes held by spools, and their release.
+struct SpoolBudget {
+    held: Mutex<u64>,
+    released: tokio::sync::Notify,
+}
+
+/// One for the process: every daemon's listings share one disk and memory.
+static SPOOLS: SpoolBudget = SpoolBudget {
+    held: Mutex::new(0),
+    released: tokio::sync::Notify::const_new(),
+};
+
+impl SpoolBudget {
+    fn held(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until the spools hold less than the budget.
+    async fn room(&'static self) {
+        loop {
+            let released = self.released.notified();
+            if *self.held() < SPOOL_BUDGET {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    fn take(&'static self, bytes: u64) -> SpoolShare {
+        *self.held() += bytes;
+        SpoolShare(bytes)
+    }
+}
+
+/// A spool's bytes against the budget, given back when dropped.
+struct SpoolShare(u64);
+
+impl Drop for SpoolShare {
+    fn drop(&mut self) {
+        *SPOOLS.held() -= self.0;
+        SPOOLS.released.notify_waiters();
+    }
+}
 
 /// How one kind of listing writes its parts. Sections come in the order
 /// pending, running, finished.
@@ -62,32 +133,75 @@ impl<F: ListingFormat> Progress<F> {
     }
 }
 
-/// The whole listing as a streamed body.
-pub fn stream<F: ListingFormat>(daemon: Arc<Daemon>, listing: JobListing, format: F) -> Body {
-    body::paged(daemon, Progress::new(listing, format), write_page)
+/// A listing written whole, ready to be sent.
+pub struct Spooled {
+    spool: SpooledTempFile,
+    length: u64,
+    share: SpoolShare,
 }
 
-/// How many bytes [`stream`] would send for the same listing: the answer
-/// to `HEAD`, which carries the length of the body it leaves out. The
-/// listing is written page by page as for a `GET` and each page dropped,
-/// so that counting holds no more than sending does.
-pub async fn length<F: ListingFormat>(
+impl Spooled {
+    /// The answer's length in bytes.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The answer, read from the spool a chunk at a time. The spool's
+    /// share of the budget goes with the body.
+    pub fn into_body(self) -> Body {
+        let body = match self.spool.into_inner() {
+            SpooledData::InMemory(cursor) => body::full(cursor.into_inner()),
+            SpooledData::OnDisk(file) => {
+                body::file_range(tokio::fs::File::from_std(file), 0, self.length)
+            }
+        };
+        let share = self.share;
+        body.map_frame(move |frame| {
+            let _held_until_sent = &share;
+            frame
+        })
+        .boxed_unsync()
+    }
+}
+
+/// Writes the whole listing to a spool, from one snapshot of the store.
+pub async fn spool<F: ListingFormat>(
     daemon: Arc<Daemon>,
     listing: JobListing,
     format: F,
-) -> Result<u64, String> {
+) -> Result<Spooled, String> {
     let mut progress = Progress::new(listing, format);
+    SPOOLS.room().await;
     tokio::task::spawn_blocking(move || {
-        let mut page = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
-        let mut length = 0;
-        loop {
-            let more = write_page(&daemon, &mut progress, &mut page)?;
-            length += page.len() as u64;
-            page.clear();
-            if !more {
-                return Ok(length);
+        let folder = &daemon.config.dbs_dir;
+        let spool_error = |source| DaemonError::Io {
+            path: folder.clone(),
+            source,
+        };
+        let mut spool = SpooledTempFile::new_in(SPOOL_MEMORY, folder);
+        let length = daemon.read_listing(|snapshot| {
+            let mut page = String::with_capacity(PAGE_BYTES + PAGE_BYTES / 4);
+            let mut length = 0;
+            loop {
+                let more = write_page(&daemon, snapshot, &mut progress, &mut page)?;
+                spool.write_all(page.as_bytes()).map_err(spool_error)?;
+                length += page.len() as u64;
+                page.clear();
+                if !more {
+                    return Ok(length);
+                }
             }
-        }
+        });
+        let length = length.map_err(|error| error.to_string())?;
+        spool
+            .rewind()
+            .map_err(|source| spool_error(source).to_string())?;
+        let share = SPOOLS.take(length);
+        Ok(Spooled {
+            spool,
+            length,
+            share,
+        })
     })
     .await
     .map_err(|error| error.to_string())?
@@ -96,9 +210,10 @@ pub async fn length<F: ListingFormat>(
 /// Writes about [`PAGE_BYTES`] of the listing; answers whether more follow.
 fn write_page<F: ListingFormat>(
     daemon: &Daemon,
+    snapshot: &JobSnapshot,
     progress: &mut Progress<F>,
     out: &mut String,
-) -> Result<bool, String> {
+) -> DaemonResult<bool> {
     if !progress.started {
         progress.started = true;
         progress.format.head(out);
@@ -114,12 +229,10 @@ fn write_page<F: ListingFormat>(
             progress.format.section_start(section, out);
         }
         let (format, rows) = (&mut progress.format, &mut progress.rows);
-        daemon
-            .read_jobs(cursor, PAGE_ROWS, &mut |job| {
-                format.row(daemon, section, job, *rows == 0, out);
-                *rows += 1;
-            })
-            .map_err(|error| error.to_string())?;
+        snapshot.read_jobs(cursor, PAGE_ROWS, &mut |job| {
+            format.row(daemon, section, job, *rows == 0, out);
+            *rows += 1;
+        })?;
         if cursor.is_done() {
             progress.format.section_end(section, out);
             progress.section += 1;
@@ -288,5 +401,23 @@ impl<'a> JsonObject<'a> {
 
     fn end(self) {
         self.out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listing_waits_while_unsent_spools_hold_the_budget() {
+        let held = SPOOLS.take(SPOOL_BUDGET);
+        let waiting = tokio::spawn(SPOOLS.room());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("room once the spool is sent")
+            .unwrap();
     }
 }

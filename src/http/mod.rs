@@ -219,7 +219,7 @@ async fn handle(daemon: &Arc<Daemon>, request: Request<Incoming>) -> HttpRespons
             scrapyd::answer(daemon, name, &parts, body).await
         }
         Route::Home => pages::home(daemon, &request),
-        Route::Jobs => pages::jobs(daemon, &request),
+        Route::Jobs => pages::jobs(daemon, &request).await,
         Route::Files { root, rest } => pages::files(daemon, &request, root, &rest).await,
         Route::NotFound => response::not_found(),
     }

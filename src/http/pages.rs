@@ -101,7 +101,7 @@ pub fn home<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
 /// `/jobs`: pending, running and finished jobs in one table, written as
 /// it is sent. Each job row is a bare `<tr>` with one `<td>` per line,
 /// which is what ScrapydWeb's regular expression reads.
-pub fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse {
+pub async fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse {
     if !is_read(request) {
         return response::method_not_allowed();
     }
@@ -123,10 +123,25 @@ pub fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse {
         can_cancel: !daemon.config.disabled_services.contains("cancel.json"),
         now: clock::now(),
     };
-    let body = listing::stream(Arc::clone(daemon), listing, format);
+    let spooled = match listing::spool(Arc::clone(daemon), listing, format).await {
+        Ok(spooled) => spooled,
+        Err(error) => {
+            return response::html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page("Scrapyd", &format!("<p>{}</p>\n", escape(&error))),
+            );
+        }
+    };
+    let length = spooled.length();
+    let body = if request.method() == Method::HEAD {
+        body::empty()
+    } else {
+        spooled.into_body()
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CONTENT_LENGTH, length)
         .body(body)
         .unwrap_or_default()
 }

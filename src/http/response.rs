@@ -73,9 +73,10 @@ pub fn json_stream(body: Body, methods: Methods) -> HttpResponse {
     with_cors(response, methods)
 }
 
-/// The answer to `HEAD` of a JSON answer `length` bytes long, left out.
-pub fn json_head(length: u64, methods: Methods) -> HttpResponse {
-    let mut response = json_stream(body::empty(), methods);
+/// A JSON answer of `length` bytes; `body` holds them, or nothing for
+/// the answer to `HEAD`, which gives the length of what it leaves out.
+pub fn json_sized(body: Body, length: u64, methods: Methods) -> HttpResponse {
+    let mut response = json_stream(body, methods);
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));

@@ -10,10 +10,10 @@ use hyper::Method;
 use hyper::http::request::Parts;
 use serde_json::{Map, Value, json};
 
-use super::HttpResponse;
 use super::listing::{self, ListJobsJson};
 use super::params::{ParamError, Params};
 use super::response::{self, Methods};
+use super::{HttpResponse, body};
 use crate::daemon::{Daemon, DaemonError, JobListing, ScheduleRequest};
 
 /// Why an endpoint could not answer with its fields.
@@ -84,14 +84,16 @@ pub async fn answer(
                 let format = ListJobsJson {
                     node_name: node_name.to_string(),
                 };
-                if parts.method == Method::HEAD {
-                    return match listing::length(Arc::clone(daemon), jobs, format).await {
-                        Ok(length) => response::json_head(length, methods),
-                        Err(error) => response::json_error(&error, node_name, methods),
-                    };
-                }
-                let body = listing::stream(Arc::clone(daemon), jobs, format);
-                return response::json_stream(body, methods);
+                return match listing::spool(Arc::clone(daemon), jobs, format).await {
+                    Ok(spooled) if parts.method == Method::HEAD => {
+                        response::json_sized(body::empty(), spooled.length(), methods)
+                    }
+                    Ok(spooled) => {
+                        let length = spooled.length();
+                        response::json_sized(spooled.into_body(), length, methods)
+                    }
+                    Err(error) => response::json_error(&error, node_name, methods),
+                };
             }
             Err(error) => Err(error),
         },

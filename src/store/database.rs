@@ -3,9 +3,12 @@
 //! folder made, a write connection brought up to date by the database's
 //! migrations and handed to a writer thread of its own, and a read
 //! connection behind a mutex (WAL lets it read while a write is in
-//! progress).
+//! progress). A second read connection, opened when first wanted, serves
+//! reads that span many queries in one transaction (a whole job listing),
+//! so that these never keep the short reads waiting.
 
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, ToSql};
@@ -48,7 +51,11 @@ pub(super) struct FileLayout {
 }
 
 pub(super) struct Database {
+    path: PathBuf,
     reader: Mutex<Connection>,
+    read_pragmas: &'static [Pragma],
+    /// See [`Database::read_long`]; `None` until first wanted.
+    long_reader: Mutex<Option<Connection>>,
     pub writer: Writer,
     /// Counts the writer's committed batches.
     pub generation: Generation,
@@ -109,7 +116,10 @@ impl Database {
             source,
         })?;
         Ok(Database {
+            path: path.to_path_buf(),
             reader: Mutex::new(reader),
+            read_pragmas: schema.read_pragmas,
+            long_reader: Mutex::new(None),
             writer,
             generation,
             _temporary: temporary,
@@ -118,12 +128,42 @@ impl Database {
 
     /// The read connection.
     pub fn read(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done change:
-        // reads change nothing.
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.reader)
     }
+
+    /// The read connection for reads that hold one transaction over many
+    /// queries: opened on first use (most daemons never list a long
+    /// queue), then kept.
+    pub fn read_long(&self) -> StoreResult<LongRead<'_>> {
+        let mut reader = lock(&self.long_reader);
+        if reader.is_none() {
+            let connection = open_connection(&self.path, None)?;
+            for (name, value) in self.read_pragmas {
+                connection.pragma_update(None, name, value)?;
+            }
+            *reader = Some(connection);
+        }
+        Ok(LongRead(reader))
+    }
+}
+
+/// The long-read connection, held.
+pub(super) struct LongRead<'a>(MutexGuard<'a, Option<Connection>>);
+
+impl Deref for LongRead<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.0.as_ref().expect("opened before it is handed out")
+    }
+}
+
+fn lock<T>(connection: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a half-done change:
+    // reads change nothing.
+    connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {

@@ -1,22 +1,25 @@
 //! Job listings read page by page, straight from the rows.
 //!
 //! A listing of 100,000 pending jobs must not cost 100,000 owned jobs in
-//! memory, nor hold the read connection while a slow client takes its
-//! time. So a [`JobCursor`] remembers only where it stands (a section and
+//! memory. So a [`JobCursor`] remembers only where it stands (a section and
 //! the sort key of the last row it gave), and each call of
-//! [`Store::read_jobs`] takes the reader for one bounded page, hands every
-//! row to the caller as a borrowed [`JobView`], and lets go.
+//! [`JobSnapshot::read_jobs`] reads one bounded page, hands every row to
+//! the caller as a borrowed [`JobView`], and moves the cursor on. Every
+//! page resumes with an index seek after the last key, so a whole listing
+//! costs one pass over the index, however many pages it takes.
 //!
-//! Every page resumes with an index seek after the last key, so a whole
-//! listing costs one pass over the index, however many pages it takes. A
-//! job that changes state while a long listing is being written may show
-//! in two sections (pending, then running), as it would in two listings
-//! taken one after the other; none that stays put is missed or repeated.
+//! The pages of one listing are read in one read transaction (a
+//! [`JobSnapshot`]): a job that is launched or finishes while the listing
+//! is read shows in the one section it was in when the listing began, as
+//! in Scrapyd, which lists from its only thread. Whoever reads a snapshot
+//! keeps it short (the HTTP layer writes the listing to a spool, then
+//! sends that): an open read transaction holds the WAL from being
+//! checkpointed past it.
 
-use rusqlite::Row;
 use rusqlite::types::Value;
+use rusqlite::{Connection, Row, TransactionBehavior};
 
-use super::{JobState, Store, StoreResult};
+use super::{JobState, Store, StoreError, StoreResult};
 use crate::pyjson;
 
 /// One job row as a listing sees it, borrowed from the database row.
@@ -255,10 +258,35 @@ fn pending_entry_of_job(connection: &rusqlite::Connection, seq: i64) -> StoreRes
     Ok(entry)
 }
 
+/// The job store as it was when the first query of a read began: every
+/// page read through it sees that state, whatever commits meanwhile.
+pub struct JobSnapshot<'a> {
+    connection: &'a Connection,
+}
+
 impl Store {
+    /// Runs `read` on a snapshot of the store, on the long-read connection
+    /// (short reads never wait for it). The transaction ends with `read`.
+    pub fn snapshot<T, E: From<StoreError>>(
+        &self,
+        read: impl FnOnce(&JobSnapshot) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let connection = self.database.read_long()?;
+        // Deferred: the snapshot is taken by the first query. Dropped, the
+        // transaction rolls back (a read has nothing to keep), also when
+        // `read` fails or panics.
+        let transaction =
+            rusqlite::Transaction::new_unchecked(&connection, TransactionBehavior::Deferred)
+                .map_err(StoreError::from)?;
+        read(&JobSnapshot {
+            connection: &transaction,
+        })
+    }
+}
+
+impl JobSnapshot<'_> {
     /// Gives up to `max_rows` rows of the cursor's section to `visit`, in
-    /// listing order, and moves the cursor past them. Holds the reader
-    /// only for this page.
+    /// listing order, and moves the cursor past them.
     pub fn read_jobs(
         &self,
         cursor: &mut JobCursor,
@@ -268,159 +296,157 @@ impl Store {
         let max_rows = max_rows.max(1);
         let mut given = 0;
         while !cursor.done && given < max_rows {
-            given += self.read_some(cursor, max_rows - given, visit)?;
+            given += read_some(self.connection, cursor, max_rows - given, visit)?;
         }
         Ok(())
     }
+}
 
-    /// One query's worth of [`Store::read_jobs`]: answers how many rows
-    /// were given, and marks the cursor done when the section is over.
-    fn read_some(
-        &self,
-        cursor: &mut JobCursor,
-        limit: usize,
-        visit: &mut dyn FnMut(&JobView),
-    ) -> StoreResult<usize> {
-        let connection = self.read();
-        let project = cursor.project.clone();
-        let (last_key, last_seq) = cursor.last.unwrap_or((0.0, 0));
-        let mut given = 0;
-        let mut rows_seen = 0;
-        let mut last = cursor.last;
-        // Those that resume after a row read `?1` = its key (`?1` = its seq
-        // where the seq alone is the key, then `?2` = seq). No query has a
-        // bound LIMIT (see [`crate::store`]): the walk stops after `limit`
-        // rows, every order being an index's own.
-        let (sql, resume): (&str, Vec<Value>) = match cursor.section {
-            JobSection::Pending if !cursor.launching_done => (
-                "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?1
+/// One query's worth of [`JobSnapshot::read_jobs`]: answers how many rows
+/// were given, and marks the cursor done when the section is over.
+fn read_some(
+    connection: &Connection,
+    cursor: &mut JobCursor,
+    limit: usize,
+    visit: &mut dyn FnMut(&JobView),
+) -> StoreResult<usize> {
+    let project = cursor.project.clone();
+    let (last_key, last_seq) = cursor.last.unwrap_or((0.0, 0));
+    let mut given = 0;
+    let mut rows_seen = 0;
+    let mut last = cursor.last;
+    // Those that resume after a row read `?1` = its key (`?1` = its seq
+    // where the seq alone is the key, then `?2` = seq). No query has a
+    // bound LIMIT (see [`crate::store`]): the walk stops after `limit`
+    // rows, every order being an index's own.
+    let (sql, resume): (&str, Vec<Value>) = match cursor.section {
+        JobSection::Pending if !cursor.launching_done => (
+            "WHERE state = 'running' AND pid IS NULL AND runner IS NULL AND seq > ?1
                    {project} ORDER BY seq",
-                vec![Value::Integer(last_seq)],
-            ),
-            JobSection::Pending if last.is_none() => (
-                "WHERE state = 'pending' {project} ORDER BY priority DESC, seq",
-                Vec::new(),
-            ),
-            // The queue's order is (priority DESC, seq): the rest of the
-            // last row's priority first, then (once that is through) the
-            // lower priorities. Each is one plain walk of the queue index.
-            JobSection::Pending if !cursor.below => (
-                "WHERE state = 'pending' AND priority = ?1 AND seq > ?2
+            vec![Value::Integer(last_seq)],
+        ),
+        JobSection::Pending if last.is_none() => (
+            "WHERE state = 'pending' {project} ORDER BY priority DESC, seq",
+            Vec::new(),
+        ),
+        // The queue's order is (priority DESC, seq): the rest of the
+        // last row's priority first, then (once that is through) the
+        // lower priorities. Each is one plain walk of the queue index.
+        JobSection::Pending if !cursor.below => (
+            "WHERE state = 'pending' AND priority = ?1 AND seq > ?2
                    {project} ORDER BY priority DESC, seq",
-                vec![Value::Real(last_key), Value::Integer(last_seq)],
-            ),
-            JobSection::Pending => (
-                "WHERE state = 'pending' AND priority < ?1
+            vec![Value::Real(last_key), Value::Integer(last_seq)],
+        ),
+        JobSection::Pending => (
+            "WHERE state = 'pending' AND priority < ?1
                    {project} ORDER BY priority DESC, seq",
-                vec![Value::Real(last_key)],
-            ),
-            JobSection::Running => (
-                "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?1
+            vec![Value::Real(last_key)],
+        ),
+        JobSection::Running => (
+            "WHERE state = 'running' AND (pid IS NOT NULL OR runner IS NOT NULL) AND seq > ?1
                    {project} ORDER BY seq",
-                vec![Value::Integer(last_seq)],
-            ),
-            // Rows of every project count against `keep`: no project in
-            // the query, it is checked below.
-            JobSection::Finished { .. } if last.is_none() => (
-                "WHERE state = 'finished' AND listed = 1 ORDER BY end_time DESC, seq DESC",
-                Vec::new(),
-            ),
-            JobSection::Finished { .. } => (
-                "WHERE state = 'finished' AND listed = 1 AND (end_time, seq) < (?1, ?2)
+            vec![Value::Integer(last_seq)],
+        ),
+        // Rows of every project count against `keep`: no project in
+        // the query, it is checked below.
+        JobSection::Finished { .. } if last.is_none() => (
+            "WHERE state = 'finished' AND listed = 1 ORDER BY end_time DESC, seq DESC",
+            Vec::new(),
+        ),
+        JobSection::Finished { .. } => (
+            "WHERE state = 'finished' AND listed = 1 AND (end_time, seq) < (?1, ?2)
                    ORDER BY end_time DESC, seq DESC",
-                vec![Value::Real(last_key), Value::Integer(last_seq)],
-            ),
-        };
-        let finished_keep = match cursor.section {
-            JobSection::Finished { keep } if keep > 0 => Some(keep),
-            _ => None,
-        };
-        let query_limit = match finished_keep {
-            Some(keep) => keep.saturating_sub(cursor.passed).min(limit),
-            None => limit,
-        };
-        let filter = match cursor.section {
-            JobSection::Finished { .. } => None,
-            _ => project.as_deref(),
-        };
-        // The project, when there is one, is the parameter after the key.
-        let project_clause = match filter {
-            Some(_) => format!("AND project = ?{}", resume.len() + 1),
-            None => String::new(),
-        };
-        let sql = sql.replace("{project}", &project_clause);
-        let entries_only = cursor.entries_only;
-        let columns = if entries_only {
-            ENTRY_COLUMNS
+            vec![Value::Real(last_key), Value::Integer(last_seq)],
+        ),
+    };
+    let finished_keep = match cursor.section {
+        JobSection::Finished { keep } if keep > 0 => Some(keep),
+        _ => None,
+    };
+    let query_limit = match finished_keep {
+        Some(keep) => keep.saturating_sub(cursor.passed).min(limit),
+        None => limit,
+    };
+    let filter = match cursor.section {
+        JobSection::Finished { .. } => None,
+        _ => project.as_deref(),
+    };
+    // The project, when there is one, is the parameter after the key.
+    let project_clause = match filter {
+        Some(_) => format!("AND project = ?{}", resume.len() + 1),
+        None => String::new(),
+    };
+    let sql = sql.replace("{project}", &project_clause);
+    let entries_only = cursor.entries_only;
+    let columns = if entries_only {
+        ENTRY_COLUMNS
+    } else {
+        VIEW_COLUMNS
+    };
+    let mut statement = connection.prepare_cached(&format!("SELECT {columns} FROM jobs {sql}"))?;
+    let mut bound = resume;
+    bound.extend(filter.map(|name| Value::Text(name.to_string())));
+    let mut rows = statement.query(rusqlite::params_from_iter(bound))?;
+    while rows_seen < query_limit
+        && let Some(row) = rows.next()?
+    {
+        let (seq, mut view) = if entries_only {
+            entry_view_from_row(row)?
         } else {
-            VIEW_COLUMNS
+            view_from_row(row)?
         };
-        let mut statement =
-            connection.prepare_cached(&format!("SELECT {columns} FROM jobs {sql}"))?;
-        let mut bound = resume;
-        bound.extend(filter.map(|name| Value::Text(name.to_string())));
-        let mut rows = statement.query(rusqlite::params_from_iter(bound))?;
-        while rows_seen < query_limit
-            && let Some(row) = rows.next()?
-        {
-            let (seq, mut view) = if entries_only {
-                entry_view_from_row(row)?
-            } else {
-                view_from_row(row)?
-            };
-            // Rows written before jobs had an entry, or by hand.
-            let rendered;
-            if entries_only && view.pending_entry.is_none() {
-                rendered = pending_entry_of_job(&connection, seq)?;
-                view.pending_entry = Some(&rendered);
-            }
-            rows_seen += 1;
-            last = Some(match cursor.section {
-                JobSection::Pending => (view.priority, seq),
-                JobSection::Running => (0.0, seq),
-                JobSection::Finished { .. } => (view.end_time.unwrap_or(0.0), seq),
-            });
-            // Only the finished section's query is not narrowed already.
-            let wanted = match cursor.section {
-                JobSection::Finished { .. } => project
-                    .as_deref()
-                    .is_none_or(|wanted| wanted == view.project),
-                _ => true,
-            };
-            if wanted {
-                visit(&view);
-                given += 1;
-            }
+        // Rows written before jobs had an entry, or by hand.
+        let rendered;
+        if entries_only && view.pending_entry.is_none() {
+            rendered = pending_entry_of_job(connection, seq)?;
+            view.pending_entry = Some(&rendered);
         }
-        cursor.passed += rows_seen;
-        let exhausted =
-            rows_seen < query_limit || finished_keep.is_some_and(|keep| cursor.passed >= keep);
-        match cursor.section {
-            JobSection::Pending if !cursor.launching_done => {
-                if exhausted {
-                    // The queue starts from its own beginning.
-                    cursor.launching_done = true;
-                    cursor.last = None;
-                } else {
-                    cursor.last = last;
-                }
-            }
-            JobSection::Pending if cursor.last.is_some() && !cursor.below => {
-                // The rest of one priority is through: the lower ones next.
-                cursor.below = exhausted;
-                cursor.last = last;
-            }
-            JobSection::Pending if cursor.below && !exhausted => {
-                cursor.below = false;
-                cursor.last = last;
-            }
-            _ => {
-                cursor.last = last;
-                cursor.done = exhausted;
-            }
+        rows_seen += 1;
+        last = Some(match cursor.section {
+            JobSection::Pending => (view.priority, seq),
+            JobSection::Running => (0.0, seq),
+            JobSection::Finished { .. } => (view.end_time.unwrap_or(0.0), seq),
+        });
+        // Only the finished section's query is not narrowed already.
+        let wanted = match cursor.section {
+            JobSection::Finished { .. } => project
+                .as_deref()
+                .is_none_or(|wanted| wanted == view.project),
+            _ => true,
+        };
+        if wanted {
+            visit(&view);
+            given += 1;
         }
-        Ok(given)
     }
+    cursor.passed += rows_seen;
+    let exhausted =
+        rows_seen < query_limit || finished_keep.is_some_and(|keep| cursor.passed >= keep);
+    match cursor.section {
+        JobSection::Pending if !cursor.launching_done => {
+            if exhausted {
+                // The queue starts from its own beginning.
+                cursor.launching_done = true;
+                cursor.last = None;
+            } else {
+                cursor.last = last;
+            }
+        }
+        JobSection::Pending if cursor.last.is_some() && !cursor.below => {
+            // The rest of one priority is through: the lower ones next.
+            cursor.below = exhausted;
+            cursor.last = last;
+        }
+        JobSection::Pending if cursor.below && !exhausted => {
+            cursor.below = false;
+            cursor.last = last;
+        }
+        _ => {
+            cursor.last = last;
+            cursor.done = exhausted;
+        }
+    }
+    Ok(given)
 }
 
 #[cfg(test)]
@@ -469,16 +495,30 @@ mod tests {
 
     /// Every id of a section, read `page` rows at a time.
     fn ids(store: &Store, section: JobSection, project: Option<&str>, page: usize) -> Vec<String> {
+        try_ids(store, section, project, page).unwrap()
+    }
+
+    fn try_ids(
+        store: &Store,
+        section: JobSection,
+        project: Option<&str>,
+        page: usize,
+    ) -> StoreResult<Vec<String>> {
         let mut cursor = JobCursor::new(section, project);
+        store.snapshot(|snapshot| read_all(snapshot, &mut cursor, page))
+    }
+
+    /// The ids of the rest of the cursor's section, `page` rows at a time.
+    fn read_all(
+        snapshot: &JobSnapshot,
+        cursor: &mut JobCursor,
+        page: usize,
+    ) -> StoreResult<Vec<String>> {
         let mut ids = Vec::new();
         while !cursor.is_done() {
-            store
-                .read_jobs(&mut cursor, page, &mut |view| {
-                    ids.push(view.job_id.to_string())
-                })
-                .unwrap();
+            snapshot.read_jobs(cursor, page, &mut |view| ids.push(view.job_id.to_string()))?;
         }
-        ids
+        Ok(ids)
     }
 
     #[test]
@@ -522,13 +562,16 @@ mod tests {
         let mut cursor = JobCursor::new(JobSection::Pending, Some("p"));
         cursor.entries_only();
         let mut entries = Vec::new();
-        while !cursor.is_done() {
-            store
-                .read_jobs(&mut cursor, 2, &mut |view| {
-                    entries.push(format!("{}|{}", view.pending_entry.unwrap(), view.priority))
-                })
-                .unwrap();
-        }
+        store
+            .snapshot(|snapshot| {
+                while !cursor.is_done() {
+                    snapshot.read_jobs(&mut cursor, 2, &mut |view| {
+                        entries.push(format!("{}|{}", view.pending_entry.unwrap(), view.priority))
+                    })?;
+                }
+                StoreResult::Ok(())
+            })
+            .unwrap();
         entries
     }
 
@@ -592,5 +635,50 @@ mod tests {
             )
             .unwrap();
         assert_eq!(entries, 0);
+    }
+
+    #[test]
+    fn a_listing_sees_the_jobs_as_they_were_when_it_began() {
+        let (store, p) = store_with_projects(&["p"]);
+        for index in 0..4 {
+            add(&store, p[0], "p", &format!("j{index}"), 0.0);
+        }
+        let (pending, running, finished) = store
+            .snapshot(|snapshot| {
+                let mut pending = JobCursor::new(JobSection::Pending, None);
+                let mut first = Vec::new();
+                snapshot.read_jobs(&mut pending, 1, &mut |view| {
+                    first.push(view.job_id.to_string())
+                })?;
+                // Meanwhile j0 (listed) runs, j1 (not yet listed) runs and
+                // ends, and a new job comes.
+                for _ in 0..2 {
+                    let job = store.claim_next_pending(1, 1, 2.0)?.unwrap();
+                    store.record_started(job.seq, 99, None, "1")?;
+                }
+                store.finish_job(2, 3.0, Some(0), "finished")?;
+                add(&store, p[0], "p", "j4", 0.0);
+                first.extend(read_all(snapshot, &mut pending, 1)?);
+                let mut running = JobCursor::new(JobSection::Running, None);
+                let mut finished = JobCursor::new(JobSection::Finished { keep: 0 }, None);
+                StoreResult::Ok((
+                    first,
+                    read_all(snapshot, &mut running, 1)?,
+                    read_all(snapshot, &mut finished, 1)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(pending, ["j0", "j1", "j2", "j3"]);
+        assert!(running.is_empty() && finished.is_empty());
+        // The next listing sees where they are now.
+        assert_eq!(
+            ids(&store, JobSection::Pending, None, 1),
+            ["j2", "j3", "j4"]
+        );
+        assert_eq!(ids(&store, JobSection::Running, None, 1), ["j0"]);
+        assert_eq!(
+            ids(&store, JobSection::Finished { keep: 0 }, None, 1),
+            ["j1"]
+        );
     }
 }

@@ -36,7 +36,7 @@ pub use activity::ActivityEvent;
 pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
-pub use listing::{JobCursor, JobSection, JobView, write_pending_entry};
+pub use listing::{JobCursor, JobSection, JobSnapshot, JobView, write_pending_entry};
 pub use projects::{Project, Version};
 pub use shared::{
     Batch, CollectionKind, CollectionRow, NewRequest, RetryMark, SharedStore, SlotAddress,

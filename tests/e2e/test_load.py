@@ -137,6 +137,28 @@ def test_the_jobs_page_of_a_big_queue_is_whole(big_queue):
     assert rss(daemon) - before < 32 * MIB
 
 
+def test_each_listing_shows_every_job_once_while_jobs_launch_and_end(daemon_factory, egg_file):
+    """A listing is one moment of the node, as Scrapyd's (one thread) is:
+    jobs launched or ended while a long listing is written show once, in
+    the section they were in when it began, and none is missed."""
+    daemon = daemon_factory(max_proc=4, finished_to_keep=100_000)
+    daemon.upload("testproject", "1.0", egg_file)
+    # Long enough that a listing takes several pages; each crawl fails
+    # at once (no base_url), so jobs launch and end all the time.
+    ids = set(schedule_many(daemon, 3000))
+    listings = moving = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answer = daemon.get("listjobs.json", {"project": "testproject"})
+        listed = [job["id"] for section in ("pending", "running", "finished") for job in answer[section]]
+        assert len(listed) == len(set(listed)), "a job listed twice"
+        assert set(listed) == ids, "a job missing"
+        listings += 1
+        moving += bool(answer["running"]) and bool(answer["finished"])
+    # The loop saw jobs in every section, many times.
+    assert moving > 20, (listings, moving)
+
+
 def _small_window_socket(daemon) -> socket.socket:
     """A client whose receive window is tiny, so the daemon cannot hand its
     whole answer to the kernel: it must wait for the client to read."""

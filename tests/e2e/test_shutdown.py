@@ -59,10 +59,9 @@ def test_sigterm_while_launching_loses_no_pending_job(daemon_factory, egg_file):
         # it lists is what the first daemon left, plus up to 4 new crawls.
         daemon.restart(python=fake_python(daemon, "never-exits", NEVER_EXITS))
 
-        # A listing reads its sections one after another: taken once the
-        # new daemon has filled its slots with crawls of its own, so no job
-        # moves between them. (The first daemon's crawls are listed as
-        # running until the new one has recorded their end.)
+        # Listed once the new daemon has filled its slots with crawls of
+        # its own: the first daemon's crawls are listed as running until
+        # the new one has recorded their end.
         def slots_filled_by_this_start():
             jobs = daemon.listjobs()
             started_now = set(daemon.started_now())
