@@ -38,6 +38,9 @@ const SPOOL_MEMORY: usize = 1 << 20;
 /// written may go past it). Some fifty listings of a 30,000-job queue.
 const SPOOL_BUDGET: u64 = 256 << 20;
 
+/// One listing is written at a time: they share one long-read connection.
+static LISTING_TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// The bytes held by spools, and their release.
 struct SpoolBudget {
     held: Mutex<u64>,
@@ -172,6 +175,10 @@ pub async fn spool<F: ListingFormat>(
 ) -> Result<Spooled, String> {
     let mut progress = Progress::new(listing, format);
     SPOOLS.room().await;
+    // Listings take turns here rather than on the long-read connection's
+    // lock: a crowd of them waits without holding the blocking threads
+    // that schedules wait for their commits on.
+    let _turn = LISTING_TURN.acquire().await;
     tokio::task::spawn_blocking(move || {
         let folder = &daemon.config.dbs_dir;
         let spool_error = |source| DaemonError::Io {
