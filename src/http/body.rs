@@ -1,5 +1,6 @@
-//! Response bodies: whole (small answers) or streamed in chunks (listings
-//! and files), so that no answer is ever built whole in memory.
+//! Response bodies: whole (small answers) or streamed in chunks (files,
+//! spooled listings, job data), so that no answer of unbounded size is
+//! ever built whole in memory.
 //!
 //! A streamed body is made one chunk at a time, only when the connection
 //! asks for the next one: a client that reads slowly holds one chunk, not
@@ -36,6 +37,20 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     full(Bytes::new())
+}
+
+/// `bytes` sent in chunks of [`FILE_CHUNK`]: the connection takes the next
+/// one only as it drains, so the body (and what goes with it) lives until
+/// the client has nearly all of it.
+pub fn in_chunks(bytes: Bytes) -> Body {
+    let chunks = futures_util::stream::unfold(bytes, |mut rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let chunk = rest.split_to(rest.len().min(FILE_CHUNK));
+        Some((Ok(Frame::data(chunk)), rest))
+    });
+    StreamBody::new(chunks).boxed_unsync()
 }
 
 /// A body written page by page: `write_page` appends the next page of the

@@ -8,10 +8,10 @@
 //! a spool first: in memory up to [`SPOOL_MEMORY`], beyond that in a
 //! deleted file beside the database. However long the queue, the daemon
 //! holds one page of rows and at most that much of the answer, and the
-//! answer carries its length, as Scrapyd's does. Spools live until their
-//! answer is sent or its client cut off; all of them together are kept
-//! within [`SPOOL_BUDGET`], so that clients that ask and never read fill
-//! neither memory nor the disk.
+//! answer carries its length, as Scrapyd's does. A spool is sent a chunk
+//! at a time and lives until its last chunk is taken or its client is cut
+//! off; all of them together are kept near [`SPOOL_BUDGET`], so that
+//! clients that ask and never read fill neither memory nor the disk.
 
 use std::io::{Seek, Write};
 use std::sync::{Arc, Mutex};
@@ -34,8 +34,8 @@ const PAGE_ROWS: usize = 512;
 const SPOOL_MEMORY: usize = 1 << 20;
 
 /// How many bytes the spools of all listings not yet sent may hold in
-/// all, about: a new listing waits while they hold more (the one being
-/// written may go past it). Some fifty listings of a 30,000-job queue.
+/// all, about: a new listing waits while they hold more, so they go past
+/// it by one listing at most. Some fifty listings of a 30,000-job queue.
 const SPOOL_BUDGET: u64 = 256 << 20;
 
 /// One listing is written at a time: they share one long-read connection.
@@ -153,7 +153,7 @@ impl Spooled {
     /// share of the budget goes with the body.
     pub fn into_body(self) -> Body {
         let body = match self.spool.into_inner() {
-            SpooledData::InMemory(cursor) => body::full(cursor.into_inner()),
+            SpooledData::InMemory(cursor) => body::in_chunks(cursor.into_inner().into()),
             SpooledData::OnDisk(file) => {
                 body::file_range(tokio::fs::File::from_std(file), 0, self.length)
             }
@@ -174,12 +174,17 @@ pub async fn spool<F: ListingFormat>(
     format: F,
 ) -> Result<Spooled, String> {
     let mut progress = Progress::new(listing, format);
-    SPOOLS.room().await;
     // Listings take turns here rather than on the long-read connection's
     // lock: a crowd of them waits without holding the blocking threads
-    // that schedules wait for their commits on.
-    let _turn = LISTING_TURN.acquire().await;
+    // that schedules wait for their commits on. The turn goes with the
+    // writing, which goes on if this request is dropped meanwhile.
+    let turn = LISTING_TURN
+        .acquire()
+        .await
+        .map_err(|error| error.to_string())?;
+    SPOOLS.room().await;
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let folder = &daemon.config.dbs_dir;
         let spool_error = |source| DaemonError::Io {
             path: folder.clone(),
@@ -414,6 +419,28 @@ impl<'a> JsonObject<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_spool_in_memory_is_sent_in_chunks_and_counted_until_then() {
+        let length = 200_000;
+        let mut spool = SpooledTempFile::new(SPOOL_MEMORY);
+        spool.write_all(&vec![b'x'; length]).unwrap();
+        spool.rewind().unwrap();
+        let spooled = Spooled {
+            spool,
+            length: length as u64,
+            share: SPOOLS.take(length as u64),
+        };
+        let mut body = spooled.into_body();
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            // Still counted while a chunk is left to take.
+            assert!(*SPOOLS.held() >= length as u64);
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), length);
+        assert!(sizes.len() > 1 && sizes.iter().all(|size| *size <= 64 * 1024));
+    }
 
     #[tokio::test]
     async fn a_listing_waits_while_unsent_spools_hold_the_budget() {

@@ -98,9 +98,10 @@ pub fn home<B>(daemon: &Daemon, request: &Request<B>) -> HttpResponse {
     response::html(StatusCode::OK, page("Scrapyd", &body))
 }
 
-/// `/jobs`: pending, running and finished jobs in one table, written as
-/// it is sent. Each job row is a bare `<tr>` with one `<td>` per line,
-/// which is what ScrapydWeb's regular expression reads.
+/// `/jobs`: pending, running and finished jobs in one table, from one
+/// snapshot (spooled as `listjobs.json` is). Each job row is a bare `<tr>`
+/// with one `<td>` per line, which is what ScrapydWeb's regular
+/// expression reads.
 pub async fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse {
     if !is_read(request) {
         return response::method_not_allowed();

@@ -63,7 +63,8 @@ fn json_response<'a>(
     json_stream(body::full(body), methods)
 }
 
-/// A JSON answer whose body is written as it is sent.
+/// A JSON answer with Scrapyd's headers around any body (whole, or sent
+/// in chunks).
 pub fn json_stream(body: Body, methods: Methods) -> HttpResponse {
     let response = Response::builder()
         .status(StatusCode::OK)

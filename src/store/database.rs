@@ -136,6 +136,15 @@ impl Database {
     /// queue), then kept.
     pub fn read_long(&self) -> StoreResult<LongRead<'_>> {
         let mut reader = lock(&self.long_reader);
+        // A read whose end failed to roll back would hold the WAL for good
+        // and refuse every later transaction: such a connection is ended
+        // now, or replaced.
+        if let Some(connection) = reader.as_ref()
+            && !connection.is_autocommit()
+            && connection.execute_batch("ROLLBACK").is_err()
+        {
+            *reader = None;
+        }
         if reader.is_none() {
             let connection = open_connection(&self.path, None)?;
             for (name, value) in self.read_pragmas {
@@ -269,6 +278,21 @@ mod tests {
         assert_eq!(pragma("cache_size"), -2048);
         assert_eq!(pragma("user_version"), 1);
         assert_eq!(pragma("synchronous"), 2);
+    }
+
+    #[test]
+    fn a_long_read_left_open_is_ended_before_the_next() {
+        let database = Database::open_temporary("long.sqlite", &SCHEMA).unwrap();
+        {
+            let reader = database.read_long().unwrap();
+            reader.execute_batch("BEGIN; SELECT * FROM t;").unwrap();
+            assert!(!reader.is_autocommit());
+        }
+        let reader = database.read_long().unwrap();
+        assert!(reader.is_autocommit());
+        reader
+            .execute_batch("BEGIN; SELECT * FROM t; ROLLBACK;")
+            .unwrap();
     }
 
     const LAID_OUT: Schema = Schema {
