@@ -350,6 +350,9 @@ def test_head_to_a_get_endpoint(daemon, endpoint):
     assert head.content == b""
     assert head.headers["Content-Type"] == "application/json"
     assert int(head.headers["Content-Length"]) == len(get.content)
+    # Scrapyd's answers carry their length (Twisted sets it), never chunked.
+    assert int(get.headers["Content-Length"]) == len(get.content)
+    assert "Transfer-Encoding" not in get.headers
 
 
 @pytest.mark.parametrize("endpoint", POST_ENDPOINTS)

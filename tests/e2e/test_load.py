@@ -121,6 +121,9 @@ def test_head_of_a_big_listing_says_its_length_and_holds_little(big_queue):
         # listing is counted a page at a time, never held whole.
         assert int(head.headers["Content-Length"]) == len(get.content)
         assert "Transfer-Encoding" not in head.headers
+        # The GET too says its length (as Scrapyd's), sent from the spool.
+        assert int(get.headers["Content-Length"]) == len(get.content)
+        assert "Transfer-Encoding" not in get.headers
     assert rss(daemon) - before < 32 * MIB
 
 
@@ -130,6 +133,7 @@ def test_the_jobs_page_of_a_big_queue_is_whole(big_queue):
     for _ in range(3):
         page = daemon.request("GET", "/jobs")
         assert page.status_code == 200
+        assert int(page.headers["Content-Length"]) == len(page.content)
         html = page.text
         assert html.endswith("</table>\n</body>\n</html>\n")
         rows = re.findall(r"<tr>\n<td>testproject</td>\n<td>\w+</td>\n<td>([0-9a-f]{32})</td>", html)
