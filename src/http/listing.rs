@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use tempfile::{SpooledData, SpooledTempFile};
 
 use http_body_util::BodyExt;
+use hyper::Method;
 
 use super::body::{self, Body, PAGE_BYTES};
 use crate::clock;
@@ -144,14 +145,20 @@ pub struct Spooled {
 }
 
 impl Spooled {
-    /// The answer's length in bytes.
-    pub fn length(&self) -> u64 {
-        self.length
+    /// The answer to `method` and the length it says: for `HEAD` no body
+    /// (the spool goes at once), for `GET` the spool's.
+    pub fn into_answer(self, method: &Method) -> (Body, u64) {
+        let length = self.length;
+        if method == Method::HEAD {
+            (body::empty(), length)
+        } else {
+            (self.into_body(), length)
+        }
     }
 
     /// The answer, read from the spool a chunk at a time. The spool's
     /// share of the budget goes with the body.
-    pub fn into_body(self) -> Body {
+    fn into_body(self) -> Body {
         let body = match self.spool.into_inner() {
             SpooledData::InMemory(cursor) => body::in_chunks(cursor.into_inner().into()),
             SpooledData::OnDisk(file) => {

@@ -133,12 +133,7 @@ pub async fn jobs<B>(daemon: &Arc<Daemon>, request: &Request<B>) -> HttpResponse
             );
         }
     };
-    let length = spooled.length();
-    let body = if request.method() == Method::HEAD {
-        body::empty()
-    } else {
-        spooled.into_body()
-    };
+    let (body, length) = spooled.into_answer(request.method());
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")

@@ -10,10 +10,10 @@ use hyper::Method;
 use hyper::http::request::Parts;
 use serde_json::{Map, Value, json};
 
+use super::HttpResponse;
 use super::listing::{self, ListJobsJson};
 use super::params::{ParamError, Params};
 use super::response::{self, Methods};
-use super::{HttpResponse, body};
 use crate::daemon::{Daemon, DaemonError, JobListing, ScheduleRequest};
 
 /// Why an endpoint could not answer with its fields.
@@ -85,12 +85,9 @@ pub async fn answer(
                     node_name: node_name.to_string(),
                 };
                 return match listing::spool(Arc::clone(daemon), jobs, format).await {
-                    Ok(spooled) if parts.method == Method::HEAD => {
-                        response::json_sized(body::empty(), spooled.length(), methods)
-                    }
                     Ok(spooled) => {
-                        let length = spooled.length();
-                        response::json_sized(spooled.into_body(), length, methods)
+                        let (body, length) = spooled.into_answer(&parts.method);
+                        response::json_sized(body, length, methods)
                     }
                     Err(error) => response::json_error(&error, node_name, methods),
                 };

@@ -100,10 +100,7 @@ impl Database {
             write_connection.pragma_update(None, name, value)?;
         }
         migrate(&mut write_connection, schema)?;
-        let reader = open_connection(path, None)?;
-        for (name, value) in schema.read_pragmas {
-            reader.pragma_update(None, name, value)?;
-        }
+        let reader = open_reader(path, schema.read_pragmas)?;
         let generation = Generation::default();
         let writer = Writer::start(
             schema.writer_name,
@@ -146,11 +143,7 @@ impl Database {
             *reader = None;
         }
         if reader.is_none() {
-            let connection = open_connection(&self.path, None)?;
-            for (name, value) in self.read_pragmas {
-                connection.pragma_update(None, name, value)?;
-            }
-            *reader = Some(connection);
+            *reader = Some(open_reader(&self.path, self.read_pragmas)?);
         }
         Ok(LongRead(reader))
     }
@@ -173,6 +166,15 @@ fn lock<T>(connection: &Mutex<T>) -> MutexGuard<'_, T> {
     connection
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A read connection: the common settings, then the database's own.
+fn open_reader(path: &Path, pragmas: &[Pragma]) -> StoreResult<Connection> {
+    let connection = open_connection(path, None)?;
+    for (name, value) in pragmas {
+        connection.pragma_update(None, name, value)?;
+    }
+    Ok(connection)
 }
 
 fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {

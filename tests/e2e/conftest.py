@@ -57,12 +57,6 @@ ALL_SPIDERS = ["pages", "slow", "stubborn"]
 # --------------------------------------------------------------------------
 
 
-
-def started_in(stderr_path: Path) -> list[str]:
-    """The job ids one start of a daemon launched, as its stderr says."""
-    return [re.search(r"job=(\w+)", line).group(1)
-            for line in stderr_path.read_text(errors="replace").splitlines() if "crawl started" in line]
-
 class _SiteHandler(BaseHTTPRequestHandler):
     """`/` links to /page/1..5; /page/N has `<h1>Title N</h1>`; `/slow` never ends."""
 
@@ -158,6 +152,12 @@ def _binary() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail(f"SCRAPYD_RS_BIN={path} is not an executable file")
     return path
+
+
+def started_in(stderr_path: Path) -> list[str]:
+    """The job ids one start of a daemon launched, as its stderr says."""
+    return [re.search(r"job=(\w+)", line).group(1)
+            for line in stderr_path.read_text(errors="replace").splitlines() if "crawl started" in line]
 
 
 class Daemon:

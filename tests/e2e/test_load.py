@@ -118,7 +118,7 @@ def test_head_of_a_big_listing_says_its_length_and_holds_little(big_queue):
         assert head.status_code == 200 and head.content == b""
         get = daemon.request("GET", "/listjobs.json", params=params)
         # Scrapyd answers HEAD with the length of what GET sends; the
-        # listing is counted a page at a time, never held whole.
+        # listing is spooled to be counted, never held whole in memory.
         assert int(head.headers["Content-Length"]) == len(get.content)
         assert "Transfer-Encoding" not in head.headers
         # The GET too says its length (as Scrapyd's), sent from the spool.
