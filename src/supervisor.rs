@@ -444,17 +444,19 @@ impl Supervisor {
                 None
             }
         };
-        self.record_crawl_end(seq, Ending::Exited(exit_code), log_file)
+        let log_reason = last_words(log_file).await;
+        self.record_crawl_end(seq, Ending::Exited(exit_code), log_reason)
             .await;
     }
 
     /// Records a crawl's end from async code, trying again (its slot still
-    /// taken) while the store cannot be written.
+    /// taken) while the store cannot be written. `log_reason` is the close
+    /// reason its log gave when the end became known.
     async fn record_crawl_end(
         self: Arc<Self>,
         seq: i64,
         ending: Ending,
-        log_file: Option<PathBuf>,
+        log_reason: Option<String>,
     ) {
         if let Some(crawl) = self.crawls().get_mut(&seq) {
             crawl.exited = true;
@@ -467,9 +469,9 @@ impl Supervisor {
         let mut retry = Backoff::new(RETRY_FIRST, RETRY_LONGEST);
         loop {
             let supervisor = Arc::clone(&self);
-            let log_file = log_file.clone();
+            let log_reason = log_reason.clone();
             // It waits for a commit: on the blocking pool.
-            let ended = move || supervisor.crawl_ended(seq, ending, log_file.as_deref());
+            let ended = move || supervisor.crawl_ended(seq, ending, log_reason);
             match tokio::task::spawn_blocking(ended).await {
                 Ok(true) => return,
                 Ok(false) => tokio::time::sleep(retry.next_delay()).await,
@@ -484,7 +486,7 @@ impl Supervisor {
     /// Records a crawl's end and frees its slot; answers whether the end is
     /// on disk. The store hears first, so the store never shows more
     /// running jobs than there are slots.
-    fn crawl_ended(&self, seq: i64, ending: Ending, log_file: Option<&Path>) -> bool {
+    fn crawl_ended(&self, seq: i64, ending: Ending, log_reason: Option<String>) -> bool {
         let cancelled = match self.store.job(seq) {
             Ok(Some(job)) => job.cancel_count > 0,
             _ => false,
@@ -494,10 +496,7 @@ impl Supervisor {
             .get(&seq)
             .is_some_and(|crawl| crawl.stopped_at_shutdown);
         // start-crawl's FIN, else Scrapy's last words in its log.
-        let scrapy_reason = self
-            .capture
-            .crawl_outcome(seq)
-            .or_else(|| log_file.and_then(close_reason_from_log));
+        let scrapy_reason = self.capture.crawl_outcome(seq).or(log_reason);
         let reason = close_reason(cancelled, stopped, scrapy_reason, ending);
         let exit_code = ending.exit_code();
         if let Err(error) = self.store.finish_job(seq, clock::now(), exit_code, &reason) {
@@ -661,11 +660,15 @@ impl Supervisor {
             self.capture.begin(&job);
             if !alive {
                 info!(job = %job.job_id, "crawl ended while the daemon was down");
+                // Read now, before the launcher runs: a launch of the same
+                // spider prunes its older logs (`jobs_to_keep`), and this
+                // one may be among them by the time the end is written.
+                let log_reason = log_file.as_deref().and_then(close_reason_from_log);
                 let supervisor = Arc::clone(self);
                 tokio::spawn(supervisor.record_crawl_end(
                     job.seq,
                     Ending::GoneBeforeStart,
-                    log_file,
+                    log_reason,
                 ));
                 continue;
             }
@@ -676,8 +679,9 @@ impl Supervisor {
                 while process_start_ticks(pid) == ticks && !is_zombie(pid) {
                     tokio::time::sleep(ADOPTED_CHECK_INTERVAL).await;
                 }
+                let log_reason = last_words(log_file).await;
                 supervisor
-                    .record_crawl_end(job.seq, Ending::Vanished, log_file)
+                    .record_crawl_end(job.seq, Ending::Vanished, log_reason)
                     .await;
             });
         }
@@ -807,6 +811,18 @@ fn close_reason(
         Ending::GoneBeforeStart => "lost".into(),
         Ending::Exited(_) | Ending::Vanished => "failed".into(),
     }
+}
+
+/// The close reason a crawl's log gives, read as soon as the crawl is
+/// known to have ended: later, launches of the same spider may have pruned
+/// the log (`jobs_to_keep`), while the end waits for its capture to finish
+/// or for the store.
+async fn last_words(log_file: Option<PathBuf>) -> Option<String> {
+    let log_file = log_file?;
+    tokio::task::spawn_blocking(move || close_reason_from_log(&log_file))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Scrapy's close reason from the last `Spider closed (reason)` line of
