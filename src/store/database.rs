@@ -178,7 +178,17 @@ fn open_reader(path: &Path, pragmas: &[Pragma]) -> StoreResult<Connection> {
 }
 
 fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {
-    let connection = Connection::open(path)?;
+    // Every connection goes through the layer that gathers a commit's WAL
+    // writes into one call; it relies on `synchronous = FULL`, set below.
+    let connection = if super::wal_writes::registered() {
+        Connection::open_with_flags_and_vfs(
+            path,
+            rusqlite::OpenFlags::default(),
+            super::wal_writes::VFS_NAME,
+        )?
+    } else {
+        Connection::open(path)?
+    };
     // Before WAL: switching a new file to WAL writes its header, after
     // which its layout can only change by rebuilding the file. Only on a
     // new file: on one with tables, setting `auto_vacuum` even to its

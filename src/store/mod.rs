@@ -23,6 +23,7 @@ mod listing;
 mod projects;
 mod settings;
 mod shared;
+mod wal_writes;
 mod writer;
 
 use std::path::Path;
