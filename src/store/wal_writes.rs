@@ -7,24 +7,30 @@
 //! thread spends that time on every commit, with every caller waiting.
 //!
 //! How: writes to a WAL file that continue the bytes held so far are kept
-//! in memory (up to [`HELD_LIMIT`]) and go to the file, in order, before
-//! anything else is done with that file: a flush (`xSync`, so before a
-//! commit counts), a read, a size query, a truncation, a lock, a file
-//! control, a close. Other files (the database itself, temporary files)
-//! are passed straight through.
+//! in memory (up to [`HELD_LIMIT`]) and sent to the file, in order:
 //!
-//! What it relies on: every connection runs with `synchronous = FULL`
-//! ([`super::database`]), where SQLite flushes the WAL before it publishes
-//! a commit to other connections (`walFrames` syncs before
-//! `walIndexWriteHdr`). So no other connection can be told of frames that
-//! are still held here. Under `NORMAL` that would not hold: the commit is
-//! published through the database file's shared memory, which this layer
-//! does not tie to the WAL's handle.
+//! - before anything else SQLite does with the WAL file: a flush (`xSync`,
+//!   so before a commit counts under `synchronous = FULL`), a read, a size
+//!   query, a truncation, a close;
+//! - before a commit is published to other connections: SQLite does that
+//!   through the database file's shared memory, behind a memory barrier
+//!   (`walIndexWriteHdr`), so the database file's handle knows its WAL's
+//!   and sends its held bytes at `xShmBarrier` (this is what keeps
+//!   `synchronous = NORMAL` right too);
+//! - before the WAL's write lock is let go (`xShmUnlock` of its slot): what
+//!   a transaction rolled back had spilled goes out while it still holds
+//!   the lock, as SQLite itself would have written it, never later over
+//!   another writer's frames.
+//!
+//! Other files (temporary files, the database's pages) pass straight
+//! through.
 //!
 //! A write error (a full disk) surfaces at the call that sends the held
-//! bytes, most often the commit's flush, which fails the commit as the
-//! write itself would have: SQLite rolls the transaction back and the
-//! frames it wrote are never published.
+//! bytes. From `xWrite` or `xSync` it is the write's own error, which fails
+//! the spill or the commit as the write would have. From any other call it
+//! is `SQLITE_IOERR_WRITE`: frames a transaction spilled earlier are lost,
+//! and an I/O error makes SQLite roll the whole transaction back, where a
+//! full disk reported by a read would only undo the statement.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
@@ -67,6 +73,10 @@ struct GatheredFile {
     real: *mut ffi::sqlite3_file,
     /// For a WAL file: the bytes written but not yet sent. Null otherwise.
     held: *mut Held,
+    /// For a database file: its WAL while open, whose held bytes go out
+    /// before a commit is published. For a WAL: its database file, to
+    /// untie them at close. Null otherwise.
+    tied: *mut GatheredFile,
 }
 
 struct Held {
@@ -121,6 +131,7 @@ unsafe extern "C" fn open(
             .cast::<ffi::sqlite3_file>();
         (*gathered).real = real;
         (*gathered).held = std::ptr::null_mut();
+        (*gathered).tied = std::ptr::null_mut();
         let rc = ((*real_vfs).xOpen.expect("the unix VFS opens files"))(
             real_vfs, name, real, flags, out_flags,
         );
@@ -136,14 +147,29 @@ unsafe extern "C" fn open(
             &METHODS_V1
         };
         if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 {
+            // The database file's object, which SQLite opened through this
+            // layer too (checked: only then is it a `GatheredFile`).
+            let database = ffi::sqlite3_database_file_object(name).cast::<GatheredFile>();
+            if database.is_null() || !is_gathered(database.cast()) {
+                // Nothing would send held bytes before a commit is
+                // published: pass this WAL's writes straight through.
+                return rc;
+            }
             (*gathered).held = Box::into_raw(Box::new(Held {
                 offset: 0,
                 bytes: Vec::new(),
                 sent: 0,
             }));
+            (*gathered).tied = database;
+            (*database).tied = gathered;
         }
         rc
     }
+}
+
+fn is_gathered(file: *mut ffi::sqlite3_file) -> bool {
+    let methods = unsafe { (*file).pMethods };
+    std::ptr::eq(methods, &METHODS) || std::ptr::eq(methods, &METHODS_V1)
 }
 
 /// The real file object and its methods.
@@ -171,11 +197,34 @@ unsafe fn send_held(file: *mut ffi::sqlite3_file) -> c_int {
             bytes.len() as c_int,
             (*held).offset,
         );
-        // Sent or failed, the bytes are no longer held: a failed write
-        // fails the commit, and SQLite writes its frames again.
+        // Sent or failed, the bytes are no longer held: the caller makes a
+        // failure fail the whole transaction (see the module's comment).
         bytes.clear();
-        (*held).sent += 1;
+        if rc == ffi::SQLITE_OK {
+            (*held).sent += 1;
+        }
         rc
+    }
+}
+
+/// [`send_held`] for calls that are not writes: a failure is an I/O error,
+/// which rolls the whole transaction back.
+unsafe fn send_held_or_ioerr(file: *mut ffi::sqlite3_file) -> c_int {
+    match unsafe { send_held(file) } {
+        ffi::SQLITE_OK => ffi::SQLITE_OK,
+        _ => ffi::SQLITE_IOERR_WRITE,
+    }
+}
+
+/// For a database file: sends the held bytes of its WAL, if open.
+unsafe fn send_wal_held(file: *mut ffi::sqlite3_file) -> c_int {
+    unsafe {
+        let wal = (*file.cast::<GatheredFile>()).tied;
+        let is_wal = !(*file.cast::<GatheredFile>()).held.is_null();
+        if wal.is_null() || is_wal {
+            return ffi::SQLITE_OK;
+        }
+        send_held_or_ioerr(wal.cast())
     }
 }
 
@@ -215,14 +264,21 @@ unsafe extern "C" fn write(
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     unsafe {
-        let sent = send_held(file);
+        let sent = send_held_or_ioerr(file);
         let (real, methods) = real(file);
         let closed = (methods.xClose.expect("files close"))(real);
-        let held = (*file.cast::<GatheredFile>()).held;
+        let gathered = file.cast::<GatheredFile>();
+        let held = (*gathered).held;
         if !held.is_null() {
             drop(Box::from_raw(held));
-            (*file.cast::<GatheredFile>()).held = std::ptr::null_mut();
+            (*gathered).held = std::ptr::null_mut();
+            // A WAL closes before its database file: untie them.
+            let database = (*gathered).tied;
+            if !database.is_null() {
+                (*database).tied = std::ptr::null_mut();
+            }
         }
+        (*gathered).tied = std::ptr::null_mut();
         if sent != ffi::SQLITE_OK { sent } else { closed }
     }
 }
@@ -232,7 +288,7 @@ macro_rules! after_held {
     ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
             unsafe {
-                let rc = send_held(file);
+                let rc = send_held_or_ioerr(file);
                 if rc != ffi::SQLITE_OK {
                     return rc;
                 }
@@ -243,44 +299,80 @@ macro_rules! after_held {
     };
 }
 
+// SQLite calls these on a WAL file; the ones further down only on the
+// database file (its locks, shared memory and memory map).
 after_held!(read, xRead, (buffer: *mut c_void, amount: c_int, offset: i64));
 after_held!(truncate, xTruncate, (size: i64));
-after_held!(sync, xSync, (flags: c_int));
 after_held!(file_size, xFileSize, (size: *mut i64));
-after_held!(lock, xLock, (level: c_int));
-after_held!(unlock, xUnlock, (level: c_int));
-after_held!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
-after_held!(file_control, xFileControl, (op: c_int, arg: *mut c_void));
-after_held!(shm_map, xShmMap, (page: c_int, page_size: c_int, extend: c_int, out: *mut *mut c_void));
-after_held!(shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int));
-after_held!(shm_unmap, xShmUnmap, (delete: c_int));
-after_held!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void));
-after_held!(unfetch, xUnfetch, (offset: i64, page: *mut c_void));
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    unsafe {
+        // The commit's flush: a failed send fails the commit, as the write
+        // would have, with the write's own error (a full disk says so).
+        let rc = send_held(file);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let (real, methods) = real(file);
+        (methods.xSync.expect("files sync"))(real, flags)
+    }
+}
+
+/// Defines a method that passes straight through.
+macro_rules! through {
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> $out {
+            unsafe {
+                let (real, methods) = real(file);
+                (methods.$method.expect(concat!("files have ", stringify!($method))))(real, $($arg),*)
+            }
+        }
+    };
+}
+
+through!(lock, xLock, (level: c_int) -> c_int);
+through!(unlock, xUnlock, (level: c_int) -> c_int);
+through!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int) -> c_int);
+through!(file_control, xFileControl, (op: c_int, arg: *mut c_void) -> c_int);
+through!(sector_size, xSectorSize, () -> c_int);
+through!(device_characteristics, xDeviceCharacteristics, () -> c_int);
+through!(shm_map, xShmMap, (page: c_int, page_size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int);
+through!(shm_unmap, xShmUnmap, (delete: c_int) -> c_int);
+through!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void) -> c_int);
+through!(unfetch, xUnfetch, (offset: i64, page: *mut c_void) -> c_int);
+
+/// The WAL's write lock: slot 0 of the shared memory's locks.
+const WAL_WRITE_LOCK: c_int = 0;
+
+unsafe extern "C" fn shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    unsafe {
+        if flags & ffi::SQLITE_SHM_UNLOCK != 0
+            && offset <= WAL_WRITE_LOCK
+            && WAL_WRITE_LOCK < offset + n
+        {
+            // Frames of a transaction that was rolled back, unpublished:
+            // written while the lock is still held, their error is moot.
+            let _ = send_wal_held(file);
+        }
+        let (real, methods) = real(file);
+        (methods.xShmLock.expect("files have xShmLock"))(real, offset, n, flags)
+    }
+}
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     unsafe {
-        // A barrier returns no error; a failed send is seen again, and
-        // reported, by the commit's own flush.
-        let _ = send_held(file);
+        // Before a commit is published. Under FULL, the daemon's mode,
+        // nothing is held by then: the flush sent it, and a failure there
+        // failed the commit. Under NORMAL a write failing here (a barrier
+        // reports no error) would leave the published commit short.
+        let _ = send_wal_held(file);
         let (real, methods) = real(file);
-        (methods.xShmBarrier.expect("WAL files have xShmBarrier"))(real)
-    }
-}
-
-/// Questions about the device, which no held byte changes.
-unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe {
-        let (real, methods) = real(file);
-        (methods.xSectorSize.expect("files have xSectorSize"))(real)
-    }
-}
-
-unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe {
-        let (real, methods) = real(file);
-        (methods
-            .xDeviceCharacteristics
-            .expect("files have xDeviceCharacteristics"))(real)
+        (methods.xShmBarrier.expect("files have xShmBarrier"))(real)
     }
 }
 
@@ -325,17 +417,23 @@ mod tests {
     use rusqlite::{Connection, OpenFlags};
 
     fn open(path: &std::path::Path) -> Connection {
+        open_with(path, "FULL")
+    }
+
+    fn open_with(path: &std::path::Path, synchronous: &str) -> Connection {
         assert!(registered());
         let connection =
             Connection::open_with_flags_and_vfs(path, OpenFlags::default(), VFS_NAME).unwrap();
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
+            ))
             .unwrap();
         connection
     }
 
-    /// How many writes the connection's WAL has sent to its file.
-    fn wal_writes(connection: &Connection) -> u64 {
+    /// The connection's WAL's held bytes.
+    fn wal_held(connection: &Connection) -> &Held {
         let mut wal: *mut ffi::sqlite3_file = std::ptr::null_mut();
         unsafe {
             let rc = ffi::sqlite3_file_control(
@@ -347,8 +445,70 @@ mod tests {
             assert_eq!(rc, ffi::SQLITE_OK);
             let held = (*wal.cast::<GatheredFile>()).held;
             assert!(!held.is_null(), "the WAL is gathered");
-            (*held).sent
+            &*held
         }
+    }
+
+    /// How many writes the connection's WAL has sent to its file.
+    fn wal_writes(connection: &Connection) -> u64 {
+        wal_held(connection).sent
+    }
+
+    #[test]
+    fn what_a_rolled_back_transaction_spilled_is_not_held_past_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let writer = open(&folder.path().join("undone.sqlite"));
+        writer
+            .execute_batch(
+                "PRAGMA cache_size = 10; CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB);
+                 PRAGMA wal_checkpoint(TRUNCATE); BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 15)
+                 INSERT INTO t SELECT i, zeroblob(3000) FROM n;",
+            )
+            .unwrap();
+        // The cache spilled pages to the WAL, and some are held.
+        assert!(!wal_held(&writer).bytes.is_empty());
+        // The WAL holds no committed frame: the rollback reads nothing
+        // from it, and nothing else would send what is held.
+        writer.execute_batch("ROLLBACK").unwrap();
+        // Written while the transaction still held the write lock.
+        assert!(wal_held(&writer).bytes.is_empty());
+    }
+
+    #[test]
+    fn under_normal_every_published_commit_is_in_the_file() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("normal.sqlite");
+        let writer = open_with(&path, "NORMAL");
+        writer
+            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+            .unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A reader on another thread, reading through its own handle the
+        // frames of each commit it sees, as soon as it can see it.
+        let reader = {
+            let (path, done) = (path.clone(), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                let reader = open(&path);
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (count, length): (i64, Option<i64>) = reader
+                        .query_row("SELECT count(*), sum(length(pad)) FROM t", [], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .unwrap();
+                    assert_eq!(length.unwrap_or(0), count * 3000, "after {count} rows");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for round in 1..=3000_i64 {
+            writer
+                .execute("INSERT INTO t VALUES (?1, randomblob(3000))", [round])
+                .unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
     }
 
     #[test]
