@@ -122,10 +122,11 @@ impl Capture {
     /// then to their ends.
     fn follow(&self, job: &Job, ended: &std::sync::mpsc::Receiver<()>) {
         let mut pending_log = PendingLog::default();
+        let mut opened = OpenedFiles::default();
         let mut last = false;
         loop {
             let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.poll(job, &mut pending_log, last)
+                self.poll(job, &mut pending_log, &mut opened, last)
             }));
             if polled.is_err() {
                 // A bug, not the crawl's doing: the next poll starts afresh
@@ -147,7 +148,7 @@ impl Capture {
 
     /// Reads what is new in each file of a crawl; at the end (`last`), to
     /// the end of each file.
-    fn poll(&self, job: &Job, pending_log: &mut PendingLog, last: bool) {
+    fn poll(&self, job: &Job, pending_log: &mut PendingLog, opened: &mut OpenedFiles, last: bool) {
         // Deleted while its crawl winds down: what it writes now is not kept.
         if self.data.is_deleted(job.seq) {
             if last {
@@ -172,7 +173,8 @@ impl Capture {
             .as_deref()
             .map(|dir| runner::job_file(dir, job, "log"));
         if let Some(path) = log
-            && let Err(error) = self.read_source(job, Source::Log, &path, pending_log, last)
+            && let Err(error) =
+                self.read_source(job, Source::Log, opened.log.open(&path), pending_log, last)
         {
             warn!(%error, seq = job.seq, "cannot capture the crawl's log");
         }
@@ -182,7 +184,8 @@ impl Capture {
             .map(|dir| runner::job_file(dir, job, "jl"))
         {
             let mut unused = PendingLog::default();
-            if let Err(error) = self.read_source(job, Source::Items, &path, &mut unused, last) {
+            let file = opened.items.open(&path);
+            if let Err(error) = self.read_source(job, Source::Items, file, &mut unused, last) {
                 warn!(%error, seq = job.seq, "cannot capture the crawl's items");
             }
         }
@@ -195,13 +198,13 @@ impl Capture {
         &self,
         job: &Job,
         source: Source,
-        path: &PathBuf,
+        file: Option<&mut std::fs::File>,
         pending_log: &mut PendingLog,
         last: bool,
     ) -> Result<(), String> {
-        let mut file = match std::fs::File::open(path) {
-            Ok(file) => file,
-            Err(_) => return Ok(()),
+        // Not there yet: the crawl has not written it.
+        let Some(file) = file else {
+            return Ok(());
         };
         let mut offset = self
             .data
@@ -223,7 +226,7 @@ impl Capture {
                 bytes: chunk,
                 at_end,
                 mut complete,
-            }) = next_chunk(&mut file, offset)?
+            }) = next_chunk(file, offset)?
             else {
                 return settle(&mut in_flight);
             };
@@ -654,6 +657,30 @@ fn items_from(
         consumed += cut_length as u64;
     }
     (records, problems, consumed)
+}
+
+/// The crawl's log and items feed, kept open from the first poll that
+/// finds them to the end of the capture: a launch of the same spider may
+/// delete them (`jobs_to_keep` keeps the newest files of a spider's
+/// folder), and what the crawl wrote is then still read to its end.
+#[derive(Default)]
+struct OpenedFiles {
+    log: OpenedFile,
+    items: OpenedFile,
+}
+
+#[derive(Default)]
+struct OpenedFile(Option<std::fs::File>);
+
+impl OpenedFile {
+    /// The file, opened now if it was not yet; `None` while it is not
+    /// there.
+    fn open(&mut self, path: &Path) -> Option<&mut std::fs::File> {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open(path).ok();
+        }
+        self.0.as_mut()
+    }
 }
 
 /// Log records being assembled: a record is complete when the next one

@@ -251,3 +251,44 @@ def test_deleting_a_project_deletes_its_jobs_data(cloud, site):
     assert cloud.data_value("SELECT count(*) FROM records") > 0
     cloud.post("delproject.json", data={"project": str(PROJECT)})
     assert cloud.data_value("SELECT count(*) FROM records") == 0
+
+
+# A crawl that says its first words, waits for the file `go` beside it, then
+# says its last: what it writes after its log was deleted goes to the file
+# it holds open. (A log record is complete once the next one begins.)
+WAITING_CRAWL = """#!/bin/sh
+echo '2026-01-01 00:00:00 [fake] INFO: first words'
+echo '2026-01-01 00:00:00 [fake] INFO: waiting'
+while [ ! -e {go} ]; do sleep 0.1; done
+echo '2026-01-01 00:00:01 [fake] INFO: last words'
+"""
+
+
+def test_a_log_pruned_by_later_launches_is_still_captured_to_its_end(daemon_factory, egg_file):
+    daemon = daemon_factory(cloud_api_keys=KEY, max_proc=3, jobs_to_keep=1)
+    daemon.upload(str(PROJECT), "1.0", egg_file)
+    go = daemon.root / "go"
+    crawl = daemon.root / "waiting-crawl"
+    crawl.write_text(WAITING_CRAWL.format(go=go))
+    crawl.chmod(0o755)
+    daemon.restart(python=crawl)
+    project = ScrapinghubClient(KEY, dash_endpoint=daemon.url + "/api/", endpoint=daemon.url + "/").get_project(
+        PROJECT
+    )
+
+    def log_text(key):
+        return get(daemon, "/logs/" + key, params={"format": "text"}).text
+
+    first = daemon.schedule(str(PROJECT), "pages")
+    daemon.wait_state(first, "running")
+    key = next(iter(project.jobs.iter(state="running")))["key"]
+    wait_for(lambda: "first words" in log_text(key), message="first words captured")
+    # Two more crawls of the same spider: the second launch keeps only the
+    # newest file of the spider's log folder, and the first crawl's log goes.
+    for _ in range(2):
+        daemon.wait_state(daemon.schedule(str(PROJECT), "pages"), "running")
+    assert not daemon.log_path(str(PROJECT), "pages", first).exists(), "jobs_to_keep = 1 deletes older logs"
+
+    go.touch()
+    daemon.wait_finished(first)
+    assert "last words" in log_text(key)
