@@ -272,11 +272,12 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         if !held.is_null() {
             drop(Box::from_raw(held));
             (*gathered).held = std::ptr::null_mut();
-            // A WAL closes before its database file: untie them.
-            let database = (*gathered).tied;
-            if !database.is_null() {
-                (*database).tied = std::ptr::null_mut();
-            }
+        }
+        // A WAL closes before its database file (`sqlite3PagerClose`);
+        // either way, neither keeps a pointer to the one that closed.
+        let tied = (*gathered).tied;
+        if !tied.is_null() {
+            (*tied).tied = std::ptr::null_mut();
         }
         (*gathered).tied = std::ptr::null_mut();
         if sent != ffi::SQLITE_OK { sent } else { closed }
