@@ -179,7 +179,8 @@ fn open_reader(path: &Path, pragmas: &[Pragma]) -> StoreResult<Connection> {
 
 fn open_connection(path: &Path, layout: Option<FileLayout>) -> StoreResult<Connection> {
     // Every connection goes through the layer that gathers a commit's WAL
-    // writes into one call; it relies on `synchronous = FULL`, set below.
+    // writes into one call. With `synchronous = FULL`, set below, a write
+    // it cannot send fails the commit before any reader can see it.
     let connection = if super::wal_writes::registered() {
         Connection::open_with_flags_and_vfs(
             path,

@@ -228,6 +228,32 @@ unsafe fn send_wal_held(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
+/// Defines a method that calls the real one; `after_held` first sends the
+/// held bytes (failing with `SQLITE_IOERR_WRITE` if they cannot be).
+/// `@call` is the call itself, for the methods written out below.
+macro_rules! forward {
+    (after_held $name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
+            unsafe {
+                let rc = send_held_or_ioerr(file);
+                if rc != ffi::SQLITE_OK {
+                    return rc;
+                }
+                forward!(@call file, $method, ($($arg),*))
+            }
+        }
+    };
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> $out {
+            unsafe { forward!(@call file, $method, ($($arg),*)) }
+        }
+    };
+    (@call $file:ident, $method:ident, ($($arg:expr),*)) => {{
+        let (real, methods) = real($file);
+        (methods.$method.expect(concat!("files have ", stringify!($method))))(real, $($arg),*)
+    }};
+}
+
 unsafe extern "C" fn write(
     file: *mut ffi::sqlite3_file,
     data: *const c_void,
@@ -265,8 +291,7 @@ unsafe extern "C" fn write(
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     unsafe {
         let sent = send_held_or_ioerr(file);
-        let (real, methods) = real(file);
-        let closed = (methods.xClose.expect("files close"))(real);
+        let closed = forward!(@call file, xClose, ());
         let gathered = file.cast::<GatheredFile>();
         let held = (*gathered).held;
         if !held.is_null() {
@@ -284,27 +309,11 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Defines a method that sends the held bytes, then calls the real one.
-macro_rules! after_held {
-    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
-        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
-            unsafe {
-                let rc = send_held_or_ioerr(file);
-                if rc != ffi::SQLITE_OK {
-                    return rc;
-                }
-                let (real, methods) = real(file);
-                (methods.$method.expect(concat!("files have ", stringify!($method))))(real, $($arg),*)
-            }
-        }
-    };
-}
-
 // SQLite calls these on a WAL file; the ones further down only on the
 // database file (its locks, shared memory and memory map).
-after_held!(read, xRead, (buffer: *mut c_void, amount: c_int, offset: i64));
-after_held!(truncate, xTruncate, (size: i64));
-after_held!(file_size, xFileSize, (size: *mut i64));
+forward!(after_held read, xRead, (buffer: *mut c_void, amount: c_int, offset: i64));
+forward!(after_held truncate, xTruncate, (size: i64));
+forward!(after_held file_size, xFileSize, (size: *mut i64));
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     unsafe {
@@ -314,33 +323,20 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        let (real, methods) = real(file);
-        (methods.xSync.expect("files sync"))(real, flags)
+        forward!(@call file, xSync, (flags))
     }
 }
 
-/// Defines a method that passes straight through.
-macro_rules! through {
-    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*) -> $out:ty) => {
-        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> $out {
-            unsafe {
-                let (real, methods) = real(file);
-                (methods.$method.expect(concat!("files have ", stringify!($method))))(real, $($arg),*)
-            }
-        }
-    };
-}
-
-through!(lock, xLock, (level: c_int) -> c_int);
-through!(unlock, xUnlock, (level: c_int) -> c_int);
-through!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int) -> c_int);
-through!(file_control, xFileControl, (op: c_int, arg: *mut c_void) -> c_int);
-through!(sector_size, xSectorSize, () -> c_int);
-through!(device_characteristics, xDeviceCharacteristics, () -> c_int);
-through!(shm_map, xShmMap, (page: c_int, page_size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int);
-through!(shm_unmap, xShmUnmap, (delete: c_int) -> c_int);
-through!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void) -> c_int);
-through!(unfetch, xUnfetch, (offset: i64, page: *mut c_void) -> c_int);
+forward!(lock, xLock, (level: c_int) -> c_int);
+forward!(unlock, xUnlock, (level: c_int) -> c_int);
+forward!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int) -> c_int);
+forward!(file_control, xFileControl, (op: c_int, arg: *mut c_void) -> c_int);
+forward!(sector_size, xSectorSize, () -> c_int);
+forward!(device_characteristics, xDeviceCharacteristics, () -> c_int);
+forward!(shm_map, xShmMap, (page: c_int, page_size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int);
+forward!(shm_unmap, xShmUnmap, (delete: c_int) -> c_int);
+forward!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void) -> c_int);
+forward!(unfetch, xUnfetch, (offset: i64, page: *mut c_void) -> c_int);
 
 /// The WAL's write lock: slot 0 of the shared memory's locks.
 const WAL_WRITE_LOCK: c_int = 0;
@@ -360,8 +356,7 @@ unsafe extern "C" fn shm_lock(
             // written while the lock is still held, their error is moot.
             let _ = send_wal_held(file);
         }
-        let (real, methods) = real(file);
-        (methods.xShmLock.expect("files have xShmLock"))(real, offset, n, flags)
+        forward!(@call file, xShmLock, (offset, n, flags))
     }
 }
 
@@ -372,8 +367,7 @@ unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
         // failed the commit. Under NORMAL a write failing here (a barrier
         // reports no error) would leave the published commit short.
         let _ = send_wal_held(file);
-        let (real, methods) = real(file);
-        (methods.xShmBarrier.expect("files have xShmBarrier"))(real)
+        forward!(@call file, xShmBarrier, ())
     }
 }
 
