@@ -425,7 +425,9 @@ impl Capture {
             job.seq,
             DataKind::Logs,
             None,
-            vec![NewRecord::new(DataKind::Logs, &record)],
+            [NewRecord::new(DataKind::Logs, &record)]
+                .into_iter()
+                .collect(),
             None,
             millis(clock::now()),
         ) {

@@ -18,7 +18,7 @@ use crate::filter::{self, Filter};
 use crate::names;
 use crate::store::{
     AppendError, DataKind, DataStats, Job, JobQuery, JobState, MetaChange, NewJob, NewRecord,
-    Project, RecordView,
+    Project, RecordBatch, RecordView,
 };
 
 /// Scrapy Cloud's default priority.
@@ -428,35 +428,37 @@ impl Daemon {
         Ok(self.store().purge_job(job.seq)?)
     }
 
-    /// Appends records a client wrote to a job's stream (`?start=N`: a
-    /// retried batch is stored once); answers the count after. A record
-    /// over [`MAX_RECORD_BYTES`] refuses the batch before anything is
-    /// stored.
+    /// Appends the records a client wrote to a job's stream, JSON lines
+    /// (`?start=N`: a retried batch is stored once); answers the count
+    /// after. A line that is not a record of its kind, or a record over
+    /// [`MAX_RECORD_BYTES`], refuses the whole batch before anything is
+    /// stored. Each line is checked and made compact on its own, so the
+    /// batch costs about its own size in memory, however many records it
+    /// holds.
     pub fn add_records(
         &self,
         job: &Job,
         kind: DataKind,
         start: Option<u64>,
-        records: Vec<Value>,
+        lines: &[u8],
     ) -> DaemonResult<u64> {
-        let mut sized = Vec::with_capacity(records.len());
-        for mut data in records {
-            // A request's absent fields (`parent`, `fp`) come as null and are
-            // stored absent, as Scrapy Cloud does.
-            if let (DataKind::Requests, Value::Object(fields)) = (kind, &mut data) {
-                fields.retain(|_, value| !value.is_null());
-            }
-            let record = NewRecord::new(kind, &data);
+        let text = std::str::from_utf8(lines)
+            .map_err(|_| DaemonError::BadRequest("the body is not UTF-8".into()))?;
+        let mut batch = RecordBatch::default();
+        let mut fields = None;
+        for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+            let record =
+                uploaded_record(kind, line, &mut fields).map_err(DaemonError::BadRequest)?;
             if record.json.len() > MAX_RECORD_BYTES {
                 return Err(DaemonError::TooLarge(format!(
                     "a record of {} is over {MAX_RECORD_BYTES} bytes",
                     kind.as_str()
                 )));
             }
-            sized.push(record);
+            batch.push(record);
         }
         self.data()
-            .append(job.seq, kind, start, sized, None, millis(clock::now()))
+            .append(job.seq, kind, start, batch, None, millis(clock::now()))
             .map_err(|error| match error {
                 AppendError::Gap { .. } => DaemonError::BadRequest(error.to_string()),
                 AppendError::Store(error) => DaemonError::Store(error),
@@ -540,6 +542,68 @@ impl Daemon {
 
     pub fn delete_project_setting(&self, project: &Project, name: &str) -> DaemonResult<()> {
         Ok(self.store().delete_project_setting(project.id, name)?)
+    }
+}
+
+/// One uploaded line as a record of `kind`, or why it is not one. Items
+/// are JSON objects, samples arrays that start with their time, log
+/// records `{time, level, message}` and requests objects with their `url`
+/// (as the client writes them; other fields are kept as given). Items and
+/// samples are checked without building a `Value`; `fields` is the field
+/// list of the line before, shared when this one has the same.
+fn uploaded_record(
+    kind: DataKind,
+    line: &str,
+    fields: &mut Option<std::sync::Arc<[String]>>,
+) -> Result<NewRecord, String> {
+    let not_json = |error: serde_json::Error| format!("invalid JSON line: {error}");
+    match kind {
+        DataKind::Items | DataKind::Samples => {
+            let record = NewRecord::from_line(line, fields).map_err(not_json)?;
+            let shaped = match kind {
+                DataKind::Items => record.json.starts_with('{'),
+                _ => {
+                    record.json.starts_with('[')
+                        && record.json[1..].starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                }
+            };
+            if !shaped {
+                return Err(match kind {
+                    DataKind::Items => "an item is a JSON object".into(),
+                    _ => {
+                        "a stats sample is a JSON array that starts with its time: [ts, value, ...]"
+                            .into()
+                    }
+                });
+            }
+            Ok(record)
+        }
+        DataKind::Logs | DataKind::Requests => {
+            let mut value: Value = serde_json::from_str(line).map_err(not_json)?;
+            let Value::Object(object) = &mut value else {
+                return Err(format!("a {} record is a JSON object", kind.as_str()));
+            };
+            if kind == DataKind::Logs {
+                let shaped = object.get("time").is_some_and(Value::is_number)
+                    && object
+                        .get("level")
+                        .is_some_and(|level| level.is_i64() || level.is_u64())
+                    && object.get("message").is_some_and(Value::is_string);
+                if !shaped {
+                    return Err(
+                        "a log record is {\"time\": ms, \"level\": an integer, \"message\": a string}".into(),
+                    );
+                }
+            } else {
+                if !object.get("url").is_some_and(Value::is_string) {
+                    return Err("a request record has its \"url\", a string".into());
+                }
+                // A request's absent fields (`parent`, `fp`) come as null
+                // and are stored absent, as Scrapy Cloud does.
+                object.retain(|_, value| !value.is_null());
+            }
+            Ok(NewRecord::new(kind, &value))
+        }
     }
 }
 

@@ -123,6 +123,107 @@ impl NewRecord {
     }
 }
 
+/// One record as the store takes it, borrowed from a [`NewRecord`] or a
+/// [`RecordBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub json: &'a str,
+    pub counts: &'a Arc<[String]>,
+    pub size: u64,
+}
+
+impl NewRecord {
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            json: &self.json,
+            counts: &self.counts,
+            size: self.size,
+        }
+    }
+}
+
+/// The records of one upload, held compactly: their JSON texts one after
+/// another and a few numbers each. A client's batch may hold millions of
+/// tiny records within the body limit (`{"a":1}` is 8 bytes); a
+/// [`NewRecord`] each (a string and a field list of its own) would cost
+/// ten times the body, and a `Value` each far more.
+#[derive(Debug, Default, Clone)]
+pub struct RecordBatch {
+    text: String,
+    entries: Vec<BatchEntry>,
+    /// The distinct field lists of the batch, each once.
+    field_lists: Vec<Arc<[String]>>,
+    known_lists: HashMap<Arc<[String]>, u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BatchEntry {
+    /// Where the record's text ends in `text`.
+    end: u64,
+    size: u64,
+    /// Its field list, in `field_lists`.
+    fields: u32,
+}
+
+impl RecordBatch {
+    pub fn push(&mut self, record: NewRecord) {
+        self.push_ref(record.as_ref());
+    }
+
+    pub fn push_ref(&mut self, record: RecordRef) {
+        // Records of a batch mostly have the fields of the one before.
+        let fields = match self.entries.last() {
+            Some(last) if *self.field_lists[last.fields as usize] == **record.counts => last.fields,
+            _ => match self.known_lists.get(record.counts) {
+                Some(&known) => known,
+                None => {
+                    let index = self.field_lists.len() as u32;
+                    self.field_lists.push(Arc::clone(record.counts));
+                    self.known_lists.insert(Arc::clone(record.counts), index);
+                    index
+                }
+            },
+        };
+        self.text.push_str(record.json);
+        self.entries.push(BatchEntry {
+            end: self.text.len() as u64,
+            size: record.size,
+            fields,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        let mut start = 0;
+        self.entries.iter().map(move |entry| {
+            let json = &self.text[start as usize..entry.end as usize];
+            start = entry.end;
+            RecordRef {
+                json,
+                counts: &self.field_lists[entry.fields as usize],
+                size: entry.size,
+            }
+        })
+    }
+}
+
+impl FromIterator<NewRecord> for RecordBatch {
+    fn from_iter<I: IntoIterator<Item = NewRecord>>(records: I) -> RecordBatch {
+        let mut batch = RecordBatch::default();
+        for record in records {
+            batch.push(record);
+        }
+        batch
+    }
+}
+
 /// An append on its way to the disk.
 pub struct PendingAppend(writer::Pending<()>);
 
@@ -266,7 +367,7 @@ impl DataStore {
         job: i64,
         kind: DataKind,
         start: Option<u64>,
-        records: Vec<NewRecord>,
+        records: RecordBatch,
         offset: Option<(String, u64)>,
         now_ms: i64,
     ) -> Result<u64, AppendError> {
@@ -276,7 +377,8 @@ impl DataStore {
             if was_deleted(&deleted, job) {
                 return Ok(Ok(0));
             }
-            let count = match append_in(connection, job, kind, start, records, ts)? {
+            let (length, records) = (records.len(), records.iter());
+            let count = match append_in(connection, job, kind, start, length, records, ts)? {
                 Ok(count) => count,
                 Err(gap) => return Ok(Err(gap)),
             };
@@ -305,7 +407,8 @@ impl DataStore {
                 return Ok(());
             }
             // No `start`: there is no gap to find.
-            let _ = append_in(connection, job, kind, None, records, ts)?;
+            let (length, records) = (records.len(), records.iter().map(NewRecord::as_ref));
+            let _ = append_in(connection, job, kind, None, length, records, ts)?;
             set_offset_in(connection, job, &offset.0, offset.1)
         })?;
         Ok(PendingAppend(pending))
@@ -330,7 +433,8 @@ impl DataStore {
             }
             for (kind, records) in batches {
                 // No `start`: there is no gap to find.
-                let _ = append_in(connection, job, kind, None, records, ts)?;
+                let (length, records) = (records.len(), records.iter().map(NewRecord::as_ref));
+                let _ = append_in(connection, job, kind, None, length, records, ts)?;
             }
             if let Some(outcome) = &outcome {
                 connection
@@ -468,12 +572,15 @@ impl DataStore {
 
 /// Appends records inside a write under way: answers the count after, or
 /// the gap a `start` past the count would leave.
-fn append_in(
+/// Appends `length` records to a job's stream (`start`: where the first
+/// of them belongs; those already stored are skipped).
+fn append_in<'a>(
     connection: &Connection,
     job: i64,
     kind: DataKind,
     start: Option<u64>,
-    records: Vec<NewRecord>,
+    length: usize,
+    records: impl Iterator<Item = RecordRef<'a>>,
     ts: i64,
 ) -> StoreResult<Result<u64, AppendError>> {
     let mut stats = stats_in(connection, job, kind)?;
@@ -483,7 +590,7 @@ fn append_in(
         Some(start) => (count - start) as usize,
         None => 0,
     };
-    if records.len() <= skip {
+    if length <= skip {
         return Ok(Ok(count));
     }
     let mut insert = connection.prepare_cached(
@@ -492,7 +599,7 @@ fn append_in(
     // Records of a stream mostly have the same fields: each run of
     // records with the same ones is counted at once.
     let mut run: Option<(&Arc<[String]>, u64)> = None;
-    for record in records.iter().skip(skip) {
+    for record in records.skip(skip) {
         insert.execute(params![
             job,
             kind.code(),
@@ -502,12 +609,12 @@ fn append_in(
         ])?;
         match &mut run {
             Some((names, count))
-                if Arc::ptr_eq(names, &record.counts) || **names == record.counts =>
+                if Arc::ptr_eq(names, record.counts) || ***names == **record.counts =>
             {
                 *count += 1
             }
             _ => {
-                if let Some((names, count)) = run.replace((&record.counts, 1)) {
+                if let Some((names, count)) = run.replace((record.counts, 1)) {
                     count_names(&mut stats, names, count);
                 }
             }
@@ -590,14 +697,14 @@ mod tests {
         (folder, store)
     }
 
-    fn records(values: &[Value]) -> Vec<NewRecord> {
+    fn records(values: &[Value]) -> RecordBatch {
         values
             .iter()
             .map(|data| NewRecord::new(DataKind::Items, data))
             .collect()
     }
 
-    fn logs(values: &[Value]) -> Vec<NewRecord> {
+    fn logs(values: &[Value]) -> RecordBatch {
         values
             .iter()
             .map(|data| NewRecord::new(DataKind::Logs, data))
@@ -608,7 +715,10 @@ mod tests {
     fn a_crawls_outcome_commits_with_its_stream_and_goes_with_the_job() {
         let (_folder, store) = store();
         assert_eq!(store.crawl_outcome(7).unwrap(), None);
-        let batches = vec![(DataKind::Items, records(&[json!({"a": 1})]))];
+        let batches = vec![(
+            DataKind::Items,
+            vec![NewRecord::new(DataKind::Items, &json!({"a": 1}))],
+        )];
         store
             .append_streams(
                 7,
@@ -659,6 +769,41 @@ mod tests {
             })
             .unwrap();
         found
+    }
+
+    #[test]
+    fn a_batch_counts_each_records_fields_however_they_alternate() {
+        let (_folder, store) = store();
+        let first = records(&[json!({"a": 1}), json!({"b": 2}), json!({"a": 3})]);
+        store
+            .append(1, DataKind::Items, Some(0), first, None, 5)
+            .unwrap();
+        // A retry overlapping the first batch: its last two are new.
+        let retry = records(&[
+            json!({"b": 2}),
+            json!({"a": 3}),
+            json!({"b": 4}),
+            json!({"a": 5, "b": 6}),
+        ]);
+        assert_eq!(
+            store
+                .append(1, DataKind::Items, Some(1), retry, None, 5)
+                .unwrap(),
+            5
+        );
+        let texts: Vec<String> = all(&store, 1).into_iter().map(|(_, json)| json).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"a":1}"#,
+                r#"{"b":2}"#,
+                r#"{"a":3}"#,
+                r#"{"b":4}"#,
+                r#"{"a":5,"b":6}"#
+            ]
+        );
+        let stats = store.stats(1, DataKind::Items).unwrap();
+        assert_eq!(Value::Object(stats.counts), json!({"a": 3, "b": 3}));
     }
 
     #[test]

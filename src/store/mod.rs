@@ -34,7 +34,9 @@ use rusqlite::Connection;
 use database::{Database, Schema};
 
 pub use activity::ActivityEvent;
-pub use data::{AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordView};
+pub use data::{
+    AppendError, DataKind, DataStats, DataStore, NewRecord, PendingAppend, RecordBatch, RecordView,
+};
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobSnapshot, JobView, write_pending_entry};

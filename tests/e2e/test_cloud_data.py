@@ -145,6 +145,76 @@ def test_clients_write_job_data(cloud):
     assert cloud.data_value("PRAGMA page_count") * 4 < full, (full, cloud.data_value("PRAGMA page_count"))
 
 
+def peak_memory(daemon) -> int:
+    """The daemon's peak resident memory so far (VmHWM), in bytes."""
+    status = open(f"/proc/{daemon.process.pid}/status").read()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+
+
+def test_uploads_are_checked_whole_and_cost_about_their_size_in_memory(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    job = project.jobs.run("pages", meta={"state": "running"})
+
+    def post(stream, body, **kwargs):
+        return requests.post(cloud.url + f"/{stream}/{job.key}", data=body, auth=(KEY, ""), timeout=600, **kwargs)
+
+    def stored(stream):
+        return get(cloud, f"/{stream}/{job.key}/stats").json()["totals"]["input_values"]
+
+    # Records not of their stream's shape, or a negative start: refused
+    # whole, in the Storage API's error format, nothing stored.
+    refused = [
+        ("items", '{"a": 1}\n[1, 2]\n', {}),
+        ("items", "5\n", {}),
+        ("items", '{"a": 1}\n', {"start": -1}),
+        ("logs", '{"message": "no level, no time"}\n', {}),
+        ("logs", '"just a string"\n', {}),
+        ("samples", '{"a": 1}\n', {}),
+        ("requests", '{"status": 200}\n', {}),
+    ]
+    for stream, body, params in refused:
+        answer = post(stream, body, params=params)
+        assert answer.status_code == 400, (stream, body, answer.status_code, answer.text)
+        assert answer.json()["message"], answer.text
+        assert stored(stream) == 0, (stream, body)
+    # A million 8-byte items: 8 MB once inflated, from a few KB of gzip.
+    # Held as a value each, they took over half a GB.
+    count = 1_000_000
+    body = gzip.compress(b'{"a":1}\n' * count)
+    before = peak_memory(cloud)
+    answer = post("items", body, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 200, answer.text
+    grown = peak_memory(cloud) - before
+    assert grown < 150 * 2**20, f"the peak memory grew by {grown / 2**20:.0f} MiB for an 8 MB batch"
+    assert stored("items") == count
+    assert get(cloud, f"/items/{job.key}/{count - 1}").json() == {"a": 1}
+
+
+def test_record_paths_answer_in_the_storage_apis_format(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    job = project.jobs.run("pages", meta={"state": "running"})
+    job.items.write({"n": 0})
+    job.items.flush()
+    base = f"/items/{job.key}"
+    # A bad index is a bad request; a path below a record, or a write to
+    # one, names nothing: JSON errors, not Scrapyd's file pages.
+    for path, status in ((f"{base}/-1", 400), (f"{base}/abc", 400), (f"{base}/1", 404), (f"{base}/0/x", 404)):
+        answer = get(cloud, path)
+        assert answer.status_code == status, (path, answer.status_code, answer.text)
+        assert answer.json()["message"], path
+    answer = requests.post(cloud.url + f"{base}/0", data='{"n": 1}', auth=(KEY, ""), timeout=10)
+    assert answer.status_code == 404 and answer.json()["message"]
+    # One record, with the meta a listing would give it.
+    record = get(cloud, f"{base}/0", params={"meta": ["_key", "_ts"]}).json()
+    assert record["n"] == 0 and record["_key"] == f"{job.key}/0" and record["_ts"] > 0
+    # HEAD is GET without the body.
+    head = requests.head(cloud.url + base, auth=(KEY, ""), timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"] == get(cloud, base).headers["Content-Type"]
+
+
 def test_capture_resumes_after_a_restart_exactly_once(cloud, site):
     project = cloud.client.get_project(PROJECT)
     job = project.jobs.run("slow", job_args={"base_url": site.url})

@@ -275,9 +275,30 @@ def test_bad_requests_are_refused_and_change_nothing(cloud):
     assert cloud.project.frontiers.list() == []
     deleted = requests.post(path + "/q/deleted", data="[1]", auth=AUTH, timeout=10)
     assert deleted.status_code == 400
+    # A body in an encoding the daemon does not read is refused, not
+    # stored as garbage.
+    answer = requests.post(path, data=b'{"fp": "br"}', headers={"Content-Encoding": "br"}, auth=AUTH, timeout=10)
+    assert answer.status_code == 400 and "Content-Encoding" in answer.json()["message"]
+    assert cloud.project.frontiers.list() == []
     # A slot that does not exist: empty reads, a delete that is fine.
     assert requests.get(path + "/q", auth=AUTH, timeout=10).text == ""
     assert requests.delete(path, auth=AUTH, timeout=10).status_code == 200
+
+
+def test_every_storage_write_may_come_gzipped(cloud):
+    # As with job data and collections, a frontier upload may be gzipped.
+    body = gzip.compress(b'{"fp": "gz1"}\n{"fp": "gz2"}\n')
+    answer = requests.post(url(cloud, f"hcf/{PROJECT}/gz/s/s1"), data=body, headers={"Content-Encoding": "gzip"},
+                           auth=AUTH, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"newcount": 2}
+    assert cloud.project.frontiers.get("gz").get("s1").f.list() == ["gz1", "gz2"]
+    # And the project's activity.
+    event = gzip.compress(json.dumps({"event": "job:custom", "job": "1/2/3", "user": "me"}).encode())
+    answer = requests.post(url(cloud, f"activity/{PROJECT}"), data=event, headers={"Content-Encoding": "gzip"},
+                           auth=AUTH, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert cloud.project.activity.list(count=1)[0]["event"] == "job:custom"
 
 
 def test_batches_are_stable_and_the_same_for_every_reader(cloud):

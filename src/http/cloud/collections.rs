@@ -65,7 +65,6 @@ pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<Ht
         }
         (Method::POST, [kind, name]) => {
             let collection = daemon.collection(&project, kind, name)?;
-            request.inflate(&daemon.config)?;
             let records = Daemon::parse_collection_records(&request.body)?;
             let mark = retry_mark(&mut request)?;
             daemon.set_collection_records(&collection, records, mark)?;

@@ -27,23 +27,19 @@ const PAGE_RECORDS: usize = 1000;
 /// The roots of job data paths.
 pub const ROOTS: [&str; 4] = ["items", "logs", "requests", "samples"];
 
-/// Whether `segments` (below the root) name job data rather than a
-/// Scrapyd file: `P`, `P/S`, `P/S/J`, `P/S/J/N` or `P/S/J/stats`, numbers
-/// all, and no trailing slash (Scrapyd's folder listings have one).
+/// Whether a path names job data rather than a Scrapyd file: `P`, `P/S`
+/// or `P/S/J` below the root, numbers all, and no trailing slash
+/// (Scrapyd's folder listings have one); or anything below a numeric
+/// `P/S/J` (`…/N`, `…/stats`, a bad index): Scrapyd's files are never
+/// deeper than `project/spider/job.jl`, so such a path is a Cloud one,
+/// answered in its format even when wrong.
 pub fn is_data_path(path: &str) -> bool {
-    if path.ends_with('/') {
-        return false;
+    let below: Vec<&str> = path.trim_start_matches('/').split('/').skip(1).collect();
+    let number = |text: &&str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if below.len() > 3 && below[..3].iter().all(number) {
+        return true;
     }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').skip(1).collect();
-    let number = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    match segments.len() {
-        1..=3 => segments.iter().all(|segment| number(segment)),
-        4 => {
-            segments[..3].iter().all(|segment| number(segment))
-                && (number(segments[3]) || segments[3] == "stats")
-        }
-        _ => false,
-    }
+    !path.ends_with('/') && (1..=3).contains(&below.len()) && below.iter().all(number)
 }
 
 pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<HttpResponse> {
@@ -66,13 +62,23 @@ pub fn answer(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<Ht
             let jobs = jobs_of(daemon, &project, Some(*spider))?;
             stream(daemon, &mut request, kind, jobs)
         }
-        (method, [Some(spider), Some(counter), rest @ ..], last) => {
+        (method, [Some(spider), Some(counter), rest @ ..], _) => {
             let job = daemon.cloud_job(&project, *spider, *counter)?;
-            match (method, rest, last) {
-                (Method::GET, [], _) => stream(daemon, &mut request, kind, vec![job]),
-                (Method::POST, [], _) => add(daemon, &mut request, kind, &job),
-                (Method::GET, [_], Some("stats")) => stats(daemon, kind, &job),
-                (Method::GET, [Some(index)], _) => one(daemon, &mut request, kind, &job, *index),
+            let below: Vec<&str> = request.segments[4..].iter().map(String::as_str).collect();
+            match (method, below.as_slice()) {
+                (Method::GET, []) => stream(daemon, &mut request, kind, vec![job]),
+                (Method::POST, []) => add(daemon, &mut request, kind, &job),
+                (Method::GET, ["stats"]) => stats(daemon, kind, &job),
+                (Method::GET, [index]) => {
+                    let index = index
+                        .parse()
+                        .map_err(|_| CloudError::BadRequest(format!("bad record index {index}")))?;
+                    one(daemon, &mut request, kind, &job, index)
+                }
+                _ if rest.len() > 1 => Err(CloudError::NotFound(format!(
+                    "no such resource: {}",
+                    request.segments.join("/")
+                ))),
                 _ => Err(no_such_method()),
             }
         }
@@ -389,10 +395,13 @@ fn add(
     kind: DataKind,
     job: &Job,
 ) -> CloudResult<HttpResponse> {
-    let start = request.number("start")?.map(|start| start.max(0) as u64);
-    request.inflate(&daemon.config)?;
-    let records = request.json_lines()?;
-    daemon.add_records(job, kind, start, records)?;
+    let start = match request.number("start")? {
+        Some(start) if start < 0 => {
+            return Err(CloudError::BadRequest(format!("bad start {start}")));
+        }
+        start => start.map(|start| start as u64),
+    };
+    daemon.add_records(job, kind, start, &request.body)?;
     Ok(written())
 }
 
@@ -411,12 +420,22 @@ fn one(
     request: &mut CloudRequest,
     kind: DataKind,
     job: &Job,
-    index: i64,
+    index: u64,
 ) -> CloudResult<HttpResponse> {
+    let meta = request.all("meta")?;
     let mut found = None;
-    daemon.read_records(job.seq, kind, index.max(0) as u64, 1, &mut |record| {
-        if record.index == index as u64 {
+    daemon.read_records(job.seq, kind, index, 1, &mut |record| {
+        if record.index == index {
             found = serde_json::from_str::<Value>(record.json).ok();
+            // `meta` as a listing gives it, for the objects it can go in.
+            if let Some(Value::Object(fields)) = &mut found {
+                if meta.iter().any(|name| name == "_key") {
+                    fields.insert("_key".into(), format!("{}/{index}", job.key()).into());
+                }
+                if meta.iter().any(|name| name == "_ts") {
+                    fields.insert("_ts".into(), record.ts.into());
+                }
+            }
         }
         false
     })?;
@@ -454,5 +473,12 @@ mod tests {
         assert!(!is_data_path("/logs/myproject"));
         assert!(!is_data_path("/logs/7/myspider/abc.log"));
         assert!(!is_data_path("/items/p/s/j.jl"));
+        // Below a numeric P/S/J: Cloud's, even when not a record's place.
+        assert!(is_data_path("/items/7/1/3/-1"));
+        assert!(is_data_path("/items/7/1/3/abc"));
+        assert!(is_data_path("/items/7/1/3/2/3"));
+        assert!(is_data_path("/items/7/1/3/"));
+        assert!(!is_data_path("/items/7/1/"));
+        assert!(!is_data_path("/items/7/s/3/2"));
     }
 }

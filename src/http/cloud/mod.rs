@@ -204,16 +204,22 @@ impl CloudRequest {
     /// Inflates a gzip-encoded body (`Content-Encoding: gzip`, as the
     /// client's batch writers send items, logs and requests, and
     /// HubstorageClient's collection writers) up to `max_data_body_size`,
-    /// counted while inflating; any other body stays as it is.
+    /// counted while inflating; an identity body stays as it is, another
+    /// encoding is refused. Once inflated, the body is identity.
     pub fn inflate(&mut self, config: &crate::config::Config) -> CloudResult<()> {
         use std::io::Read;
-        let gzipped = self
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim().eq_ignore_ascii_case("gzip"));
-        if !gzipped {
+        let Some(encoding) = self.headers.get(header::CONTENT_ENCODING) else {
             return Ok(());
+        };
+        let encoding = encoding.to_str().unwrap_or_default().trim();
+        if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+            return Ok(());
+        }
+        if !encoding.eq_ignore_ascii_case("gzip") {
+            // Read as it is, such a body would be stored as garbage.
+            return Err(CloudError::BadRequest(format!(
+                "unsupported Content-Encoding {encoding:?}: gzip or identity"
+            )));
         }
         let limit = config.max_data_body_size as u64;
         let mut text = Vec::new();
@@ -227,6 +233,7 @@ impl CloudRequest {
             )));
         }
         self.body = text.into();
+        self.headers.remove(header::CONTENT_ENCODING);
         Ok(())
     }
 
@@ -331,7 +338,11 @@ async fn answer_checked(
         })
         .collect();
     let request = CloudRequest {
-        method: parts.method.clone(),
+        // HEAD is answered as GET; hyper sends the headers only.
+        method: match parts.method {
+            Method::HEAD => Method::GET,
+            ref method => method.clone(),
+        },
         headers: parts.headers.clone(),
         segments,
         params,
@@ -362,7 +373,10 @@ async fn answer_checked(
     .map_err(|error| CloudError::Internal(error.to_string()))?
 }
 
-fn storage(daemon: &Arc<Daemon>, request: CloudRequest) -> CloudResult<HttpResponse> {
+fn storage(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<HttpResponse> {
+    // Every Storage API write may come gzip-encoded (the client's batch
+    // writers send items, logs and requests so; any other writer may).
+    request.inflate(&daemon.config)?;
     match request.segments.first().map(String::as_str) {
         Some("ids" | "jobq" | "jobs" | "spiders") => jobs::answer(daemon, request),
         Some(root) if data::ROOTS.contains(&root) => data::answer(daemon, request),
