@@ -359,9 +359,11 @@ impl Daemon {
     /// Scrapyd name (`1_0`) is recorded, and run, as the stored one (`1.0`).
     pub async fn schedule(&self, request: ScheduleRequest) -> DaemonResult<Job> {
         let project = self.existing_project(&request.project)?;
+        // Scrapyd takes an empty `_version` for none (and still lists and
+        // passes it as asked).
         let version = match &request.version {
-            Some(wanted) => self.named_version(&project, wanted)?,
-            None => self
+            Some(wanted) if !wanted.is_empty() => self.named_version(&project, wanted)?,
+            _ => self
                 .store
                 .version(project.id, None)?
                 .ok_or_else(|| DaemonError::ProjectNotFound(project.name.clone()))?,
@@ -380,7 +382,13 @@ impl Daemon {
                 project_id: project.id,
                 project: project.name,
                 spider: request.spider,
-                version: request.version.map(|_| version.version),
+                version: request.version.map(|asked| {
+                    if asked.is_empty() {
+                        asked
+                    } else {
+                        version.version
+                    }
+                }),
                 // NaN has no place in an order (and SQLite stores it as NULL):
                 // Python's float() accepts it, so it is taken as the default.
                 priority: if request.priority.is_nan() {

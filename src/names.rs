@@ -33,16 +33,23 @@ pub fn check_project(project: &str) -> Result<(), DirectoryTraversal> {
     }
 }
 
-/// Checks a version name. Versions keep their exact text, so they are
-/// stored under [`version_dir_name`]; this refuses the ones no client has a
-/// reason to send and that would only confuse a reader of the folder.
+/// Checks a version name. Versions keep their exact text and are stored
+/// under [`version_dir_name`], so any text is safe on disk (Scrapyd takes
+/// `r12-feature/login`, as scrapyd-deploy's `version = GIT` makes from a
+/// branch name); only an empty name, which names no upload, one with a
+/// NUL byte, which no crawl could be given (as `_version` and
+/// `SCRAPYD_EGG_VERSION`), and one past [`MAX_VERSION_BYTES`] are refused.
 pub fn check_version(version: &str) -> Result<(), DirectoryTraversal> {
-    if is_safe_component(version) {
-        Ok(())
-    } else {
+    if version.is_empty() || version.contains('\0') || version.len() > MAX_VERSION_BYTES {
         Err(DirectoryTraversal(version.to_string()))
+    } else {
+        Ok(())
     }
 }
+
+/// The longest version name taken: far past any real one (a file system
+/// takes names of 255 bytes; longer versions get a generated folder name).
+pub const MAX_VERSION_BYTES: usize = 1024;
 
 /// Checks the three parts of a job's file path (`project/spider/job`), as
 /// Scrapyd does before writing a log or items file.
@@ -57,16 +64,25 @@ pub fn check_job_path(project: &str, spider: &str, job: &str) -> Result<(), Dire
     }
 }
 
-/// The folder name of a version. Versions are returned exactly as
-/// uploaded, so the folder name is an injective encoding: letters, digits,
-/// `-`, `_` and non-leading `.` stay, every other byte becomes `%XX`.
+/// The folder name of a version (its egg is that name and `.egg`).
+/// Versions are returned exactly as uploaded, so the name is an injective
+/// encoding: letters, digits, `-`, `_` and `.` stay, every other byte
+/// becomes `%XX`. A dot becomes `%2E` too where it would start the name
+/// (a hidden file, `.`, `..`, the staging files), end it in `.egg` (the
+/// folder of `a.egg` would be the egg of `a`) or make it `scrapy.cfg`
+/// (the project's own file).
 pub fn version_dir_name(version: &str) -> String {
+    let last_dot = version.len().wrapping_sub(4);
+    let egg_suffix = version.ends_with(".egg");
     let mut name = String::with_capacity(version.len());
     for (index, byte) in version.bytes().enumerate() {
         let keep = byte.is_ascii_alphanumeric()
             || byte == b'-'
             || byte == b'_'
-            || (byte == b'.' && index > 0);
+            || (byte == b'.'
+                && index > 0
+                && !(egg_suffix && index == last_dot)
+                && version != "scrapy.cfg");
         if keep {
             name.push(byte as char);
         } else {
@@ -131,6 +147,11 @@ mod tests {
         assert_eq!(version_dir_name("1.0"), "1.0");
         assert_eq!(version_dir_name("r23-master_x"), "r23-master_x");
         assert_eq!(version_dir_name(".."), "%2E.");
+        // No folder is another version's egg, nor the project's scrapy.cfg.
+        assert_eq!(version_dir_name("a.egg"), "a%2Eegg");
+        assert_eq!(version_dir_name("a.egg.egg"), "a.egg%2Eegg");
+        assert_eq!(version_dir_name("scrapy.cfg"), "scrapy%2Ecfg");
+        assert_eq!(version_dir_name("r12-feature/login"), "r12-feature%2Flogin");
         assert_eq!(version_dir_name("a/b"), "a%2Fb");
         assert_eq!(version_dir_name(""), "%");
         assert_ne!(version_dir_name("1.0"), version_dir_name("1_0"));

@@ -154,8 +154,11 @@ impl Store {
         let catalog = self.catalog()?;
         let versions = catalog.versions_of(project_id);
         Ok(match version {
-            Some(wanted) => versions.iter().find(|v| v.version == wanted).cloned(),
-            None => versions.last().cloned(),
+            // An empty version asked for is none, as in Scrapyd.
+            Some(wanted) if !wanted.is_empty() => {
+                versions.iter().find(|v| v.version == wanted).cloned()
+            }
+            _ => versions.last().cloned(),
         })
     }
 

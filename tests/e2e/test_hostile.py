@@ -686,11 +686,16 @@ def test_addversion_refuses_bad_project_names(daemon, egg_file):
     assert not failures, failures
 
 
+# Versions keep their exact text and get folder names of their own, so
+# Scrapyd's any-text versions are taken; these no crawl could be given.
+BAD_VERSIONS = ["", "a\x00b", "\x00", "x" * 1025]
+
+
 def test_addversion_refuses_bad_version_names(deployed, egg_file):
     egg = egg_file.read_bytes()
     unchanged = Unchanged(deployed)
     failures = []
-    for name in BAD_NAMES:
+    for name in BAD_VERSIONS:
         for project in ("testproject", "newproject"):
             answer = upload_bytes(deployed, project, name, egg)
             if answer != {"status": "error", "message": f"DirectoryTraversalError: {name}", "node_name": NODE_NAME}:
@@ -707,11 +712,11 @@ def test_names_at_the_length_limit_are_accepted(daemon, egg_file):
     assert sorted(daemon.ok("GET", "listprojects.json")["projects"]) == sorted(GOOD_LONG_NAMES)
 
 
-@pytest.mark.parametrize("version", ["v" * 200, "\u00e9" * 100, "+" * 200, "%" * 200],
-                         ids=["200-v", "100-e-acute", "200-plus", "200-percent"])
+@pytest.mark.parametrize("version", ["v" * 200, "\u00e9" * 100, "+" * 200, "%" * 200, "v" * 1024],
+                         ids=["200-v", "100-e-acute", "200-plus", "200-percent", "1024-v"])
 def test_version_at_the_length_limit(deployed, egg_file, version):
-    """A version of 200 bytes is a valid name; whatever its folder is called
-    on disk, it is either stored and usable, or refused with nothing written."""
+    """A long version is a valid name; whatever its folder is called on
+    disk, it is either stored and usable, or refused with nothing written."""
     unchanged = Unchanged(deployed)
     answer = upload_bytes(deployed, "testproject", version, egg_file.read_bytes())
     if answer["status"] == "ok":
@@ -722,6 +727,49 @@ def test_version_at_the_length_limit(deployed, egg_file, version):
     else:
         unchanged.check(f"version of {len(version.encode())} bytes: {answer}")
         assert_error(answer, f"DirectoryTraversalError: {version}")
+
+
+def test_versions_scrapyd_takes_are_kept_apart_on_disk(deployed, egg_file):
+    """Scrapyd takes any version text (scrapyd-deploy's `version = GIT` makes
+    `r12-feature/login` from a branch name). Each is stored under a folder
+    of its own: none reaches outside its project, none is another's egg
+    (`a.egg` against `a`) or the project's scrapy.cfg."""
+    egg = egg_file.read_bytes()
+    eggs = deployed.dirs["eggs"]
+    outside = sorted(p.relative_to(deployed.root) for p in deployed.root.rglob("*") if eggs not in p.parents)
+    versions = ["r12-feature/login", "../x", ".", "..", "a/b", "scrapy.cfg", "a", "a.egg", "2.0", "\\", "a\nb"]
+    for version in versions:
+        answer = upload_bytes(deployed, "testproject", version, egg)
+        assert answer["status"] == "ok", (version, answer)
+    listed = deployed.ok("GET", "listversions.json", {"project": "testproject"})["versions"]
+    assert set(versions) <= set(listed), listed
+    for version in versions:
+        spiders = deployed.ok("GET", "listspiders.json", {"project": "testproject", "_version": version})
+        assert spiders["spiders"] == ALL_SPIDERS, version
+    assert (eggs / "testproject" / "scrapy.cfg").is_file()
+    assert not list((eggs / "testproject").glob(".upload-*"))
+    # Nothing was written outside the eggs folder.
+    after = sorted(p.relative_to(deployed.root) for p in deployed.root.rglob("*") if eggs not in p.parents)
+    assert after == outside
+    # An empty _version is no version, as in Scrapyd: the latest one.
+    answer = deployed.ok("POST", "schedule.json", {"project": "testproject", "spider": "pages", "_version": ""})
+    assert answer["jobid"]
+    for version in versions:
+        deployed.ok("POST", "delversion.json", {"project": "testproject", "version": version})
+    left = deployed.ok("GET", "listversions.json", {"project": "testproject"})["versions"]
+    assert not set(versions) & set(left), left
+    assert sorted(p.name for p in (eggs / "testproject").iterdir()) == sorted(
+        [p for v in left for p in (folder_of(v), folder_of(v) + ".egg")] + ["scrapy.cfg"])
+
+
+def folder_of(version: str) -> str:
+    """The folder name of a version uploaded on this code (see the README)."""
+    def keep(at: int, char: str) -> bool:
+        if char == ".":
+            return at > 0 and not (version.endswith(".egg") and at == len(version) - 4) and version != "scrapy.cfg"
+        return char.isascii() and (char.isalnum() or char in "-_")
+    return "".join(c if keep(i, c) else "".join(f"%{b:02X}" for b in c.encode())
+                   for i, c in enumerate(version)) or "%"
 
 
 def test_schedule_refuses_bad_job_ids(deployed):
@@ -756,6 +804,10 @@ def test_schedule_refuses_bad_project_and_version_names(deployed):
         if answer.get("status") != "error" or answer.get("message") not in (
                 f"project '{name}' not found", f"DirectoryTraversalError: {name}"):
             failures.append(("project", name, answer))
+        if name == "":
+            # Scrapyd takes an empty _version for none (tested apart).
+            unchanged.check(f"project {name!r}")
+            continue
         answer = post_json(deployed, "schedule.json",
                            data={"project": "testproject", "spider": "pages", "_version": name})
         if answer.get("status") != "error" or answer.get("message") not in (
