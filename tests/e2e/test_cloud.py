@@ -8,6 +8,7 @@ model for both.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -217,6 +218,45 @@ def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
     wait_for(lambda: "crawl finished" in cloud.stderr(), message="its end recorded")
     assert state_of(running) == "deleted"
     assert cloud.data_value("SELECT count(*) FROM records") == 0
+
+
+def dash_post(cloud, endpoint, data):
+    """A Dash call as plain HTTP: the client refuses to send some requests."""
+    return requests.post(cloud.url + "/api/" + endpoint, data=data, auth=(KEY, ""), timeout=10)
+
+
+def storage_post(cloud, path, body):
+    return requests.post(cloud.url + path, data=body, auth=(KEY, ""), timeout=10)
+
+
+def held_jobs(cloud, count):
+    """`count` finished jobs of a project no crawl is started for, each
+    tagged `keep` and with one item."""
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    jobs = [project.jobs.run("pages", job_args={"n": str(n)}, add_tag=["keep"], meta={"state": "finished"})
+            for n in range(count)]
+    for job in jobs:
+        job.items.write({"n": 1})
+        job.items.flush()
+    return jobs
+
+
+def test_a_delete_naming_an_unknown_job_deletes_nothing(cloud):
+    first, second = held_jobs(cloud, 2)
+    spider_id = first.key.split("/")[1]
+    for bad, status in ((f"{PROJECT}/{spider_id}/999", 404), ("1/2/3/4/5", 404), ("", 404)):
+        answer = dash_post(cloud, "jobs/delete.json",
+                           [("project", PROJECT), ("job", first.key), ("job", bad), ("job", second.key)])
+        assert answer.status_code == status, (bad, answer.text)
+        assert answer.json()["status"] == "error"
+        assert [state_of(job) for job in (first, second)] == ["finished", "finished"], bad
+        assert [len(list(job.items.iter())) for job in (first, second)] == [1, 1], bad
+    # All known: all deleted, a job named twice counted once.
+    answer = dash_post(cloud, "jobs/delete.json",
+                       [("project", PROJECT), ("job", first.key), ("job", second.key), ("job", first.key)])
+    assert answer.json() == {"status": "ok", "count": 2}
+    assert [state_of(job) for job in (first, second)] == ["deleted", "deleted"]
 
 
 def test_metadata_settings_and_activity(cloud):

@@ -301,19 +301,24 @@ fn stop(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, 
     Ok(Map::new())
 }
 
-/// `jobs/delete.json`: jobs marked deleted (their data stays until purged).
+/// `jobs/delete.json`: jobs marked deleted, their data deleted with them.
 fn delete(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, Value>> {
     let project = project(daemon, &required(request, "project")?)?;
     let keys = request.all("job")?;
-    let mut count = 0;
+    // Every job is found before any is deleted: one unknown key refuses the
+    // whole request and deletes nothing, as update.json changes nothing.
+    let mut jobs: Vec<Job> = Vec::with_capacity(keys.len());
     for key in keys {
         let job = daemon.find_cloud_job(&project, &key)?;
-        if job.state != JobState::Deleted {
-            daemon.move_job(&job, JobState::Deleted, &request.who, MetaChange::default())?;
-            count += 1;
+        let named_before = jobs.iter().any(|found| found.seq == job.seq);
+        if job.state != JobState::Deleted && !named_before {
+            jobs.push(job);
         }
     }
-    Ok(fields(json!({ "count": count })))
+    for job in &jobs {
+        daemon.move_job(job, JobState::Deleted, &request.who, MetaChange::default())?;
+    }
+    Ok(fields(json!({ "count": jobs.len() })))
 }
 
 fn spiders(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, Value>> {
