@@ -259,6 +259,30 @@ def test_a_delete_naming_an_unknown_job_deletes_nothing(cloud):
     assert [state_of(job) for job in (first, second)] == ["deleted", "deleted"]
 
 
+def test_update_and_delete_must_name_their_jobs(cloud):
+    jobs = held_jobs(cloud, 3)
+    refused = [
+        ("jobs/update.json", {"project": PROJECT, "add_tag": "zz"},
+         "'job' or 'spider' parameter is required"),
+        # Filters alone do not name jobs either.
+        ("jobs/update.json", {"project": PROJECT, "remove_tag": "keep", "has_tag": "keep", "state": "finished"},
+         "'job' or 'spider' parameter is required"),
+        ("jobs/delete.json", {"project": PROJECT}, "'job' parameter is required"),
+    ]
+    for endpoint, data, message in refused:
+        answer = dash_post(cloud, endpoint, data)
+        assert answer.status_code == 400, (endpoint, data, answer.text)
+        assert answer.json() == {"status": "error", "message": message}
+        for job in jobs:
+            assert state_of(job) == "finished"
+            assert job.metadata.get("tags") == ["keep"]
+    # A spider names its jobs (scrapyd-rs's extension, what the client's
+    # `jobs.update_tags(spider=...)` sends).
+    answer = dash_post(cloud, "jobs/update.json", {"project": PROJECT, "spider": "pages", "add_tag": "zz"})
+    assert answer.json() == {"status": "ok", "count": 3}
+    assert [job.metadata.get("tags") for job in jobs] == [["keep", "zz"]] * 3
+
+
 def test_metadata_settings_and_activity(cloud):
     project = cloud.client.get_project(PROJECT)
     project.settings.set("botgroups", ["elsewhere"])
