@@ -283,6 +283,52 @@ def test_update_and_delete_must_name_their_jobs(cloud):
     assert [job.metadata.get("tags") for job in jobs] == [["keep", "zz"]] * 3
 
 
+def test_metadata_the_daemon_keeps_is_refused_in_the_wrong_type(cloud):
+    job, = held_jobs(cloud, 1)
+    path = "/jobs/" + job.key
+    before = dict(job.metadata.list())
+    refused = [
+        (path + "/tags", '"notalist"'),
+        (path, json.dumps({"tags": [1, {"a": 2}]})),
+        (path, json.dumps({"tags": None})),
+        # One bad value refuses the whole change.
+        (path, json.dumps({"note": "x", "tags": ["new"], "pending_time": "garbage"})),
+        (path + "/pending_time", '"garbage"'),
+        (path + "/running_time", "1.5"),
+        (path + "/finished_time", "true"),
+        (path + "/priority", '"high"'),
+        (path + "/priority", "9"),
+        (path + "/units", '"two"'),
+        (path + "/close_reason", "5"),
+        (path + "/spider_args", "[]"),
+        (path + "/job_settings", '"x"'),
+        (path + "/version", "{}"),
+        (path + "/scheduled_by", "1"),
+        # Through the queue too, every line checked before any is applied.
+        (f"/jobq/{PROJECT}/update",
+         json.dumps({"key": job.key, "note": "x"}) + "\n" + json.dumps({"key": job.key, "tags": "x"})),
+    ]
+    for where, body in refused:
+        answer = storage_post(cloud, where, body)
+        assert answer.status_code == 400, (where, body, answer.text)
+        assert set(answer.json()) == {"message"}, answer.text
+        assert dict(job.metadata.list()) == before, (where, body)
+    # What the daemon showed can be written back, as HubstorageClient's
+    # save() does; other keys take any value.
+    saved = {key: value for key, value in before.items() if key not in ("key", "state", "auth")}
+    assert storage_post(cloud, path, json.dumps({**saved, "note": [1, {"a": None}]})).status_code == 200
+    assert dict(job.metadata.list()) == {**before, "note": [1, {"a": None}]}
+    job.metadata.set("close_reason", "done")
+    assert job.metadata.get("close_reason") == "done"
+    # A new job's metadata is checked the same way: none is made.
+    answer = dash_post(cloud, "run.json", {"project": PROJECT, "spider": "pages",
+                                           "meta": json.dumps({"pending_time": "garbage"})})
+    assert answer.status_code == 400 and answer.json()["status"] == "error", answer.text
+    answer = storage_post(cloud, f"/jobq/{PROJECT}/push", json.dumps({"spider": "pages", "tags": "x"}))
+    assert answer.status_code == 400 and set(answer.json()) == {"message"}, answer.text
+    assert cloud.client.get_project(PROJECT).jobs.count(state=["pending", "running", "finished"]) == 1
+
+
 def test_metadata_settings_and_activity(cloud):
     project = cloud.client.get_project(PROJECT)
     project.settings.set("botgroups", ["elsewhere"])
