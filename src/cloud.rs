@@ -49,7 +49,7 @@ pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// What a metadata value the daemon keeps itself must be.
 #[derive(Debug, Clone, Copy)]
 enum Kept {
-    /// A JSON array of strings.
+    /// A JSON array of strings, kept cleaned ([`clean_tags`]).
     Tags,
     Text,
     TextOrNull,
@@ -85,16 +85,27 @@ const KEPT_KEYS: &[(&str, Kept)] = &[
     ("portia_url", Kept::Text),
 ];
 
-/// The tags a JSON value gives: it must be an array of strings.
+/// Tags as a job or a spider keeps them: each once, where it first came,
+/// and none empty (a tag is a label to filter on; `add_tag=a&add_tag=a`
+/// or a stray `add_tag=` means no second or empty label).
+pub fn clean_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    tags.into_iter()
+        .filter(|tag| !tag.is_empty() && seen.insert(tag.clone()))
+        .collect()
+}
+
+/// The tags a JSON value gives, cleaned: it must be an array of strings.
 pub fn tags_of(value: &Value) -> DaemonResult<Vec<String>> {
     let not_tags = || DaemonError::BadRequest("tags must be a JSON array of strings".into());
     let Value::Array(items) = value else {
         return Err(not_tags());
     };
-    items
+    let tags = items
         .iter()
         .map(|item| item.as_str().map(str::to_string).ok_or_else(not_tags))
-        .collect()
+        .collect::<DaemonResult<Vec<String>>>()?;
+    Ok(clean_tags(tags))
 }
 
 /// Metadata to set, checked: every key the daemon keeps must have a value
@@ -264,7 +275,7 @@ impl Daemon {
     ) -> DaemonResult<()> {
         Ok(self
             .store()
-            .change_spider_tags(project.id, spider.id, add, remove)?)
+            .change_spider_tags(project.id, spider.id, clean_tags(add), remove)?)
     }
 
     /// Queues a job through the Cloud API: into the one queue, crawled by
@@ -336,7 +347,7 @@ impl Daemon {
             units,
             args: request.args,
             settings,
-            tags: request.tags,
+            tags: clean_tags(request.tags),
             pending_time: now,
             meta,
             refuse_duplicate: request.refuse_duplicate,

@@ -329,6 +329,30 @@ def test_metadata_the_daemon_keeps_is_refused_in_the_wrong_type(cloud):
     assert cloud.client.get_project(PROJECT).jobs.count(state=["pending", "running", "finished"]) == 1
 
 
+def test_tags_are_kept_once_and_never_empty(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    answer = dash_post(cloud, "run.json", [("project", PROJECT), ("spider", "pages"),
+                                           ("add_tag", "a"), ("add_tag", "a"), ("add_tag", ""), ("add_tag", "b")])
+    job = project.jobs.get(answer.json()["jobid"])
+    assert job.metadata.get("tags") == ["a", "b"]
+    answer = dash_post(cloud, "jobs/update.json", [("project", PROJECT), ("job", job.key),
+                                                   ("add_tag", "c"), ("add_tag", "c"), ("add_tag", "")])
+    assert answer.json() == {"status": "ok", "count": 1}
+    assert job.metadata.get("tags") == ["a", "b", "c"]
+    job.metadata.set("tags", ["d", "", "d", "e", "d"])
+    assert job.metadata.get("tags") == ["d", "e"]
+    pushed = cloud.hs.get_project(PROJECT).push_job("pages", tags=["x", "x", ""])
+    assert pushed.metadata["tags"] == ["x"]
+    # Tag filters see each tag once.
+    assert [j["key"] for j in project.jobs.iter(state="pending", has_tag="d")] == [job.key]
+    # A spider's tags too.
+    answer = requests.patch(cloud.url + f"/api/v2/projects/{PROJECT}/spiders/pages/tags",
+                            json={"add": ["s", "", "s"]}, auth=(KEY, ""), timeout=10)
+    assert answer.status_code == 200
+    assert project.spiders.get("pages").list_tags() == ["s"]
+
+
 def test_metadata_settings_and_activity(cloud):
     project = cloud.client.get_project(PROJECT)
     project.settings.set("botgroups", ["elsewhere"])
