@@ -137,8 +137,17 @@ pub fn checked_meta(mut set: Map<String, Value>) -> DaemonResult<Map<String, Val
                 Kept::Range(low, high) => format!("a whole number from {low} to {high}"),
                 Kept::Object => "a JSON object".to_string(),
             };
+            // What was given, short: the value could be any size.
+            let given = match value {
+                Value::Null => "null".to_string(),
+                Value::Bool(_) => "a boolean".to_string(),
+                Value::Number(number) => number.to_string(),
+                Value::String(_) => "a string".to_string(),
+                Value::Array(_) => "an array".to_string(),
+                Value::Object(_) => "an object".to_string(),
+            };
             return Err(DaemonError::BadRequest(format!(
-                "{key} must be {wanted}, not {value}"
+                "{key} must be {wanted}, not {given}"
             )));
         }
     }

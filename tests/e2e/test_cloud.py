@@ -313,6 +313,11 @@ def test_metadata_the_daemon_keeps_is_refused_in_the_wrong_type(cloud):
         assert answer.status_code == 400, (where, body, answer.text)
         assert set(answer.json()) == {"message"}, answer.text
         assert dict(job.metadata.list()) == before, (where, body)
+    # The message says what was wrong.
+    assert storage_post(cloud, path + "/tags", '"notalist"').json() == {
+        "message": "tags must be a JSON array of strings"}
+    assert storage_post(cloud, path + "/pending_time", '"garbage"').json() == {
+        "message": "pending_time must be a whole number of milliseconds, not a string"}
     # What the daemon showed can be written back, as HubstorageClient's
     # save() does; other keys take any value.
     saved = {key: value for key, value in before.items() if key not in ("key", "state", "auth")}
