@@ -46,6 +46,122 @@ pub fn millis(seconds: f64) -> i64 {
 /// The most bytes one record may take, encoded (the client's own limit).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
+/// What a metadata value the daemon keeps itself must be.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// A JSON array of strings, kept cleaned ([`clean_tags`]).
+    Tags,
+    Text,
+    TextOrNull,
+    /// Milliseconds since the epoch, a whole number.
+    Millis,
+    /// A whole number in a range, as `run.json` takes it.
+    Range(i64, i64),
+    Object,
+}
+
+/// The metadata keys the daemon keeps itself, in the job's columns or made
+/// when it shows the metadata, and what each value must be. Clients may
+/// write them (HubstorageClient saves back the whole object it read, workers
+/// set `close_reason`), but a value of another type would be shown instead
+/// of the real one (`pending_time: "garbage"` while listings show the
+/// number), or lost (`tags` not an array cleared the tags).
+const KEPT_KEYS: &[(&str, Kept)] = &[
+    ("tags", Kept::Tags),
+    ("close_reason", Kept::TextOrNull),
+    ("version", Kept::TextOrNull),
+    ("pending_time", Kept::Millis),
+    ("running_time", Kept::Millis),
+    ("finished_time", Kept::Millis),
+    ("priority", Kept::Range(0, 4)),
+    ("units", Kept::Range(1, 6)),
+    ("spider_args", Kept::Object),
+    ("job_settings", Kept::Object),
+    ("environment", Kept::Object),
+    ("spider_type", Kept::Text),
+    ("scheduled_by", Kept::Text),
+    ("started_by", Kept::Text),
+    ("api_url", Kept::Text),
+    ("portia_url", Kept::Text),
+];
+
+/// Tags as a job or a spider keeps them: each once, where it first came,
+/// and none empty (a tag is a label to filter on; `add_tag=a&add_tag=a`
+/// or a stray `add_tag=` means no second or empty label).
+pub fn clean_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    tags.into_iter()
+        .filter(|tag| !tag.is_empty() && seen.insert(tag.clone()))
+        .collect()
+}
+
+/// The tags a JSON value gives, cleaned: it must be an array of strings.
+pub fn tags_of(value: &Value) -> DaemonResult<Vec<String>> {
+    let not_tags = || DaemonError::BadRequest("tags must be a JSON array of strings".into());
+    let Value::Array(items) = value else {
+        return Err(not_tags());
+    };
+    let tags = items
+        .iter()
+        .map(|item| item.as_str().map(str::to_string).ok_or_else(not_tags))
+        .collect::<DaemonResult<Vec<String>>>()?;
+    Ok(clean_tags(tags))
+}
+
+/// Metadata to set, checked: every key the daemon keeps must have a value
+/// of its type, or the whole change is refused before anything is written.
+pub fn checked_meta(mut set: Map<String, Value>) -> DaemonResult<Map<String, Value>> {
+    for (key, kept) in KEPT_KEYS {
+        let Some(value) = set.get_mut(*key) else {
+            continue;
+        };
+        let fits = match kept {
+            Kept::Tags => {
+                *value = Value::from(tags_of(value)?);
+                true
+            }
+            Kept::Text => value.is_string(),
+            Kept::TextOrNull => value.is_string() || value.is_null(),
+            Kept::Millis => value.is_i64() || value.is_u64(),
+            Kept::Range(low, high) => value
+                .as_i64()
+                .is_some_and(|number| (*low..=*high).contains(&number)),
+            Kept::Object => value.is_object(),
+        };
+        if !fits {
+            let wanted = match kept {
+                Kept::Tags => "a JSON array of strings".to_string(),
+                Kept::Text => "a string".to_string(),
+                Kept::TextOrNull => "a string or null".to_string(),
+                Kept::Millis => "a whole number of milliseconds".to_string(),
+                Kept::Range(low, high) => format!("a whole number from {low} to {high}"),
+                Kept::Object => "a JSON object".to_string(),
+            };
+            // What was given, short: the value could be any size.
+            let given = match value {
+                Value::Null => "null".to_string(),
+                Value::Bool(_) => "a boolean".to_string(),
+                Value::Number(number) => number.to_string(),
+                Value::String(_) => "a string".to_string(),
+                Value::Array(_) => "an array".to_string(),
+                Value::Object(_) => "an object".to_string(),
+            };
+            return Err(DaemonError::BadRequest(format!(
+                "{key} must be {wanted}, not {given}"
+            )));
+        }
+    }
+    Ok(set)
+}
+
+/// A metadata change, checked as [`checked_meta`] checks what it sets.
+pub fn checked_change(change: MetaChange) -> DaemonResult<MetaChange> {
+    Ok(MetaChange {
+        set: checked_meta(change.set)?,
+        remove: change.remove,
+    })
+}
+
 /// A spider as the Cloud API lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudSpider {
@@ -168,7 +284,7 @@ impl Daemon {
     ) -> DaemonResult<()> {
         Ok(self
             .store()
-            .change_spider_tags(project.id, spider.id, add, remove)?)
+            .change_spider_tags(project.id, spider.id, clean_tags(add), remove)?)
     }
 
     /// Queues a job through the Cloud API: into the one queue, crawled by
@@ -213,7 +329,7 @@ impl Daemon {
         // Ordered by time, as schedule.json's (see daemon::new_job_id).
         let job_id = crate::daemon::new_job_id();
         names::check_job_path(&project.name, &request.spider, &job_id)?;
-        let mut meta = request.meta;
+        let mut meta = checked_meta(request.meta)?;
         let state = match meta.remove("state") {
             None => JobState::Pending,
             Some(Value::String(state)) => match state.as_str() {
@@ -240,7 +356,7 @@ impl Daemon {
             units,
             args: request.args,
             settings,
-            tags: request.tags,
+            tags: clean_tags(request.tags),
             pending_time: now,
             meta,
             refuse_duplicate: request.refuse_duplicate,
@@ -347,8 +463,10 @@ impl Daemon {
         meta
     }
 
-    /// Sets and removes metadata keys of a job.
+    /// Sets and removes metadata keys of a job; a value of the wrong type
+    /// for a key the daemon keeps changes nothing (see [`checked_meta`]).
     pub fn change_job_meta(&self, job: &Job, change: MetaChange) -> DaemonResult<Job> {
+        let change = checked_change(change)?;
         Ok(self.store().change_job_meta(job.seq, change)?)
     }
 
@@ -363,6 +481,8 @@ impl Daemon {
         who: &str,
         change: MetaChange,
     ) -> DaemonResult<JobState> {
+        // Checked before a crawl is stopped for it.
+        let change = checked_change(change)?;
         if job.state == JobState::Running && job.runner.is_none() && to != JobState::Running {
             // The supervisor records the crawl's end; a deleted one stays
             // deleted then.
@@ -395,6 +515,7 @@ impl Daemon {
         who: &str,
         change: MetaChange,
     ) -> DaemonResult<Option<Job>> {
+        let change = checked_change(change)?;
         Ok(self
             .store()
             .claim_for_worker(project.id, who, change, clock::now())?)

@@ -177,6 +177,8 @@ fn apply_meta_in(connection: &Connection, job: &mut Job, change: &MetaChange) ->
         match key.as_str() {
             key if IDENTITY_KEYS.contains(&key) => {}
             "tags" => {
+                // The domain refuses tags that are not strings
+                // (`cloud::checked_meta`); this only keeps the column sound.
                 let tags: Vec<String> = match value {
                     Value::Array(items) => items
                         .iter()

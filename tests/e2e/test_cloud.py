@@ -8,6 +8,7 @@ model for both.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -217,6 +218,144 @@ def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
     wait_for(lambda: "crawl finished" in cloud.stderr(), message="its end recorded")
     assert state_of(running) == "deleted"
     assert cloud.data_value("SELECT count(*) FROM records") == 0
+
+
+def dash_post(cloud, endpoint, data):
+    """A Dash call as plain HTTP: the client refuses to send some requests."""
+    return requests.post(cloud.url + "/api/" + endpoint, data=data, auth=(KEY, ""), timeout=10)
+
+
+def storage_post(cloud, path, body):
+    return requests.post(cloud.url + path, data=body, auth=(KEY, ""), timeout=10)
+
+
+def held_jobs(cloud, count):
+    """`count` finished jobs of a project no crawl is started for, each
+    tagged `keep` and with one item."""
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    jobs = [project.jobs.run("pages", job_args={"n": str(n)}, add_tag=["keep"], meta={"state": "finished"})
+            for n in range(count)]
+    for job in jobs:
+        job.items.write({"n": 1})
+        job.items.flush()
+    return jobs
+
+
+def test_a_delete_naming_an_unknown_job_deletes_nothing(cloud):
+    first, second = held_jobs(cloud, 2)
+    spider_id = first.key.split("/")[1]
+    for bad, status in ((f"{PROJECT}/{spider_id}/999", 404), ("1/2/3/4/5", 404), ("", 404)):
+        answer = dash_post(cloud, "jobs/delete.json",
+                           [("project", PROJECT), ("job", first.key), ("job", bad), ("job", second.key)])
+        assert answer.status_code == status, (bad, answer.text)
+        assert answer.json()["status"] == "error"
+        assert [state_of(job) for job in (first, second)] == ["finished", "finished"], bad
+        assert [len(list(job.items.iter())) for job in (first, second)] == [1, 1], bad
+    # All known: all deleted, a job named twice counted once.
+    answer = dash_post(cloud, "jobs/delete.json",
+                       [("project", PROJECT), ("job", first.key), ("job", second.key), ("job", first.key)])
+    assert answer.json() == {"status": "ok", "count": 2}
+    assert [state_of(job) for job in (first, second)] == ["deleted", "deleted"]
+
+
+def test_update_and_delete_must_name_their_jobs(cloud):
+    jobs = held_jobs(cloud, 3)
+    refused = [
+        ("jobs/update.json", {"project": PROJECT, "add_tag": "zz"},
+         "'job' or 'spider' parameter is required"),
+        # Filters alone do not name jobs either.
+        ("jobs/update.json", {"project": PROJECT, "remove_tag": "keep", "has_tag": "keep", "state": "finished"},
+         "'job' or 'spider' parameter is required"),
+        ("jobs/delete.json", {"project": PROJECT}, "'job' parameter is required"),
+    ]
+    for endpoint, data, message in refused:
+        answer = dash_post(cloud, endpoint, data)
+        assert answer.status_code == 400, (endpoint, data, answer.text)
+        assert answer.json() == {"status": "error", "message": message}
+        for job in jobs:
+            assert state_of(job) == "finished"
+            assert job.metadata.get("tags") == ["keep"]
+    # A spider names its jobs (scrapyd-rs's extension, what the client's
+    # `jobs.update_tags(spider=...)` sends).
+    answer = dash_post(cloud, "jobs/update.json", {"project": PROJECT, "spider": "pages", "add_tag": "zz"})
+    assert answer.json() == {"status": "ok", "count": 3}
+    assert [job.metadata.get("tags") for job in jobs] == [["keep", "zz"]] * 3
+
+
+def test_metadata_the_daemon_keeps_is_refused_in_the_wrong_type(cloud):
+    job, = held_jobs(cloud, 1)
+    path = "/jobs/" + job.key
+    before = dict(job.metadata.list())
+    refused = [
+        (path + "/tags", '"notalist"'),
+        (path, json.dumps({"tags": [1, {"a": 2}]})),
+        (path, json.dumps({"tags": None})),
+        # One bad value refuses the whole change.
+        (path, json.dumps({"note": "x", "tags": ["new"], "pending_time": "garbage"})),
+        (path + "/pending_time", '"garbage"'),
+        (path + "/running_time", "1.5"),
+        (path + "/finished_time", "true"),
+        (path + "/priority", '"high"'),
+        (path + "/priority", "9"),
+        (path + "/units", '"two"'),
+        (path + "/close_reason", "5"),
+        (path + "/spider_args", "[]"),
+        (path + "/job_settings", '"x"'),
+        (path + "/version", "{}"),
+        (path + "/scheduled_by", "1"),
+        # Through the queue too, every line checked before any is applied.
+        (f"/jobq/{PROJECT}/update",
+         json.dumps({"key": job.key, "note": "x"}) + "\n" + json.dumps({"key": job.key, "tags": "x"})),
+    ]
+    for where, body in refused:
+        answer = storage_post(cloud, where, body)
+        assert answer.status_code == 400, (where, body, answer.text)
+        assert set(answer.json()) == {"message"}, answer.text
+        assert dict(job.metadata.list()) == before, (where, body)
+    # The message says what was wrong.
+    assert storage_post(cloud, path + "/tags", '"notalist"').json() == {
+        "message": "tags must be a JSON array of strings"}
+    assert storage_post(cloud, path + "/pending_time", '"garbage"').json() == {
+        "message": "pending_time must be a whole number of milliseconds, not a string"}
+    # What the daemon showed can be written back, as HubstorageClient's
+    # save() does; other keys take any value.
+    saved = {key: value for key, value in before.items() if key not in ("key", "state", "auth")}
+    assert storage_post(cloud, path, json.dumps({**saved, "note": [1, {"a": None}]})).status_code == 200
+    assert dict(job.metadata.list()) == {**before, "note": [1, {"a": None}]}
+    job.metadata.set("close_reason", "done")
+    assert job.metadata.get("close_reason") == "done"
+    # A new job's metadata is checked the same way: none is made.
+    answer = dash_post(cloud, "run.json", {"project": PROJECT, "spider": "pages",
+                                           "meta": json.dumps({"pending_time": "garbage"})})
+    assert answer.status_code == 400 and answer.json()["status"] == "error", answer.text
+    answer = storage_post(cloud, f"/jobq/{PROJECT}/push", json.dumps({"spider": "pages", "tags": "x"}))
+    assert answer.status_code == 400 and set(answer.json()) == {"message"}, answer.text
+    assert cloud.client.get_project(PROJECT).jobs.count(state=["pending", "running", "finished"]) == 1
+
+
+def test_tags_are_kept_once_and_never_empty(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    answer = dash_post(cloud, "run.json", [("project", PROJECT), ("spider", "pages"),
+                                           ("add_tag", "a"), ("add_tag", "a"), ("add_tag", ""), ("add_tag", "b")])
+    job = project.jobs.get(answer.json()["jobid"])
+    assert job.metadata.get("tags") == ["a", "b"]
+    answer = dash_post(cloud, "jobs/update.json", [("project", PROJECT), ("job", job.key),
+                                                   ("add_tag", "c"), ("add_tag", "c"), ("add_tag", "")])
+    assert answer.json() == {"status": "ok", "count": 1}
+    assert job.metadata.get("tags") == ["a", "b", "c"]
+    job.metadata.set("tags", ["d", "", "d", "e", "d"])
+    assert job.metadata.get("tags") == ["d", "e"]
+    pushed = cloud.hs.get_project(PROJECT).push_job("pages", tags=["x", "x", ""])
+    assert pushed.metadata["tags"] == ["x"]
+    # Tag filters see each tag once.
+    assert [j["key"] for j in project.jobs.iter(state="pending", has_tag="d")] == [job.key]
+    # A spider's tags too.
+    answer = requests.patch(cloud.url + f"/api/v2/projects/{PROJECT}/spiders/pages/tags",
+                            json={"add": ["s", "", "s"]}, auth=(KEY, ""), timeout=10)
+    assert answer.status_code == 200
+    assert project.spiders.get("pages").list_tags() == ["s"]
 
 
 def test_metadata_settings_and_activity(cloud):

@@ -146,12 +146,26 @@ async fn run(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<Str
     Ok(fields(json!({ "jobid": job.key() })))
 }
 
+/// How the jobs of a request may be picked.
+#[derive(Clone, Copy, PartialEq)]
+enum Picking {
+    /// By any filter, or none: a listing.
+    ByFilters,
+    /// By `job`* or `spider`: a change. Seed 002 requires `job`; `spider`
+    /// is the documented extension the client's `jobs.update_tags(spider=…)`
+    /// sends (it refuses to tag "all project jobs" itself). A request naming
+    /// neither would change every job of the project, or every one a tag or
+    /// state filter lets through, which no client means.
+    ByName,
+}
+
 /// The filters every jobs endpoint shares: `project`, `job`*, `spider`,
 /// `state`*, `has_tag`*, `lacks_tag`*.
 fn selected_jobs(
     daemon: &Daemon,
     request: &mut CloudRequest,
     limit: usize,
+    picking: Picking,
 ) -> CloudResult<(Vec<Job>, u64)> {
     let project = project(daemon, &required(request, "project")?)?;
     let keys = request.all("job")?;
@@ -167,6 +181,11 @@ fn selected_jobs(
     }
     query.has_tags = request.all("has_tag")?;
     query.lacks_tags = request.all("lacks_tag")?;
+    if picking == Picking::ByName && keys.is_empty() && query.spider_id.is_none() {
+        return Err(CloudError::BadRequest(
+            "'job' or 'spider' parameter is required".into(),
+        ));
+    }
     if !keys.is_empty() {
         let mut jobs = Vec::new();
         for key in keys {
@@ -188,7 +207,7 @@ fn selected_jobs(
 
 /// `jobs/list.json` and `jobs/list.jl`.
 fn list(daemon: &Daemon, request: &mut CloudRequest, lines: bool) -> CloudResult<HttpResponse> {
-    let (jobs, total) = selected_jobs(daemon, request, MAX_LISTED)?;
+    let (jobs, total) = selected_jobs(daemon, request, MAX_LISTED, Picking::ByFilters)?;
     let counts = daemon.record_counts(&jobs)?;
     let summaries: Vec<Value> = jobs
         .iter()
@@ -261,7 +280,7 @@ fn summary(job: &Job, (items, logs): (u64, u64)) -> Value {
 fn update(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, Value>> {
     let add = request.all("add_tag")?;
     let remove = request.all("remove_tag")?;
-    let (jobs, _) = selected_jobs(daemon, request, usize::MAX)?;
+    let (jobs, _) = selected_jobs(daemon, request, usize::MAX, Picking::ByName)?;
     for job in &jobs {
         let mut tags: Vec<String> = job
             .tags
@@ -301,19 +320,29 @@ fn stop(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, 
     Ok(Map::new())
 }
 
-/// `jobs/delete.json`: jobs marked deleted (their data stays until purged).
+/// `jobs/delete.json`: jobs marked deleted, their data deleted with them.
 fn delete(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, Value>> {
     let project = project(daemon, &required(request, "project")?)?;
     let keys = request.all("job")?;
-    let mut count = 0;
+    if keys.is_empty() {
+        // Seed 002: `job` is required (an "ok" deleting nothing would hide
+        // the caller's mistake).
+        return Err(CloudError::BadRequest("'job' parameter is required".into()));
+    }
+    // Every job is found before any is deleted: one unknown key refuses the
+    // whole request and deletes nothing, as update.json changes nothing.
+    let mut jobs: Vec<Job> = Vec::with_capacity(keys.len());
     for key in keys {
         let job = daemon.find_cloud_job(&project, &key)?;
-        if job.state != JobState::Deleted {
-            daemon.move_job(&job, JobState::Deleted, &request.who, MetaChange::default())?;
-            count += 1;
+        let named_before = jobs.iter().any(|found| found.seq == job.seq);
+        if job.state != JobState::Deleted && !named_before {
+            jobs.push(job);
         }
     }
-    Ok(fields(json!({ "count": count })))
+    for job in &jobs {
+        daemon.move_job(job, JobState::Deleted, &request.who, MetaChange::default())?;
+    }
+    Ok(fields(json!({ "count": jobs.len() })))
 }
 
 fn spiders(daemon: &Daemon, request: &mut CloudRequest) -> CloudResult<Map<String, Value>> {

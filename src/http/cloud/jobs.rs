@@ -10,7 +10,7 @@ use super::{
     project, written,
 };
 use crate::clock;
-use crate::cloud::{RunRequest, cloud_priority, millis};
+use crate::cloud::{self, RunRequest, cloud_priority, millis};
 use crate::daemon::Daemon;
 use crate::http::HttpResponse;
 use crate::store::{Job, JobQuery, JobState, MetaChange, Project};
@@ -300,13 +300,10 @@ fn push(daemon: &Daemon, request: &CloudRequest, project: &Project) -> CloudResu
             }));
             continue;
         }
-        let tags = fields
-            .remove("tags")
-            .and_then(|tags| tags.as_array().cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|tag| tag.as_str().map(str::to_string))
-            .collect();
+        let tags = match fields.remove("tags") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(tags) => cloud::tags_of(&tags)?,
+        };
         let priority = fields.remove("priority").and_then(|p| p.as_i64());
         let units = fields
             .remove("units")
@@ -380,9 +377,10 @@ fn job_token(job: &Job) -> String {
 }
 
 /// `jobq/P/update`: lines `{"key": "P/S/J" or "P/S", "state"?, …meta}`;
-/// answers `{"key", "prevstate"}` per job moved.
+/// answers `{"key", "prevstate"}` per job moved. Every line is read and
+/// checked before any is applied: a bad one changes nothing.
 fn update(daemon: &Daemon, request: &CloudRequest, project: &Project) -> CloudResult<HttpResponse> {
-    let mut answers = Vec::new();
+    let mut updates = Vec::new();
     for line in request.json_lines()? {
         let Value::Object(fields) = line else {
             return Err(CloudError::BadRequest("an update is a JSON object".into()));
@@ -396,8 +394,14 @@ fn update(daemon: &Daemon, request: &CloudRequest, project: &Project) -> CloudRe
             .and_then(Value::as_str)
             .map(parse_state)
             .transpose()?;
-        let change = extra_meta(&fields, &["key", "state"]);
-        for job in jobs_of_key(daemon, project, key)? {
+        let change = cloud::checked_change(extra_meta(&fields, &["key", "state"]))?;
+        updates.push((update_key(project, key)?, to, change));
+    }
+    let mut answers = Vec::new();
+    // Each line's jobs are read when it is applied, as the lines before
+    // left them.
+    for (key, to, change) in updates {
+        for job in jobs_of_key(daemon, project, &key)? {
             let previous = match to {
                 Some(to) => daemon.move_job(&job, to, &request.who, change.clone())?,
                 None => {
@@ -411,25 +415,39 @@ fn update(daemon: &Daemon, request: &CloudRequest, project: &Project) -> CloudRe
     Ok(json_lines(answers.iter()))
 }
 
-/// The jobs a key names: one job (`P/S/J`), or every job of a spider
-/// that is not deleted (`P/S`).
-fn jobs_of_key(daemon: &Daemon, project: &Project, key: &str) -> CloudResult<Vec<Job>> {
+/// What a `jobq/P/update` key names.
+enum UpdateKey {
+    /// Every job of a spider that is not deleted (`P/S`): the spider's id.
+    Spider(i64),
+    /// One job (`P/S/J`, or its Scrapyd id).
+    Job(String),
+}
+
+fn update_key(project: &Project, key: &str) -> CloudResult<UpdateKey> {
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
-        [p, s] if p.parse::<i64>().ok() == Some(project.id) => {
-            let spider_id = s
-                .parse::<i64>()
-                .map_err(|_| CloudError::BadRequest(format!("bad key {key}")))?;
+        [p, s] if p.parse::<i64>().ok() == Some(project.id) => s
+            .parse::<i64>()
+            .map(UpdateKey::Spider)
+            .map_err(|_| CloudError::BadRequest(format!("bad key {key}"))),
+        _ => Ok(UpdateKey::Job(key.to_string())),
+    }
+}
+
+/// The jobs a key names (an unknown job: none).
+fn jobs_of_key(daemon: &Daemon, project: &Project, key: &UpdateKey) -> CloudResult<Vec<Job>> {
+    match key {
+        UpdateKey::Spider(spider_id) => {
             let query = JobQuery {
                 project_id: project.id,
-                spider_id: Some(spider_id),
+                spider_id: Some(*spider_id),
                 ..JobQuery::default()
             };
             let mut jobs = daemon.query_jobs(&query, 0, usize::MAX >> 1)?;
             jobs.reverse();
             Ok(jobs)
         }
-        _ => match daemon.find_cloud_job(project, key) {
+        UpdateKey::Job(key) => match daemon.find_cloud_job(project, key) {
             Ok(job) => Ok(vec![job]),
             Err(_) => Ok(Vec::new()),
         },
