@@ -392,6 +392,18 @@ def test_keys_are_checked(cloud):
     with pytest.raises(Unauthorized):
         list(wrong.get_project(PROJECT).jobs.iter())
     assert requests.get(cloud.url + "/jobq/%d/count" % PROJECT, timeout=10).status_code == 401
+    # The key may come as the `apikey` parameter too, as the Jobs API
+    # documents; it is not taken for anything else (run.json: no argument).
+    assert requests.get(cloud.url + "/jobq/%d/count" % PROJECT, params={"apikey": "wrong"},
+                        timeout=10).status_code == 401
+    assert requests.get(cloud.url + "/jobq/%d/count" % PROJECT, params={"apikey": KEY},
+                        timeout=10).status_code == 200
+    answer = requests.post(cloud.url + "/api/run.json", params={"apikey": KEY},
+                           data={"project": PROJECT, "spider": "pages", "arg": "1"}, timeout=10)
+    assert answer.json()["status"] == "ok", answer.text
+    job = cloud.client.get_job(answer.json()["jobid"])
+    assert job.metadata.get("spider_args") == {"arg": "1"}
+    job.cancel()
     # Scrapyd's API keeps its own rules (no password here).
     assert cloud.get("listprojects.json")["projects"] == [str(PROJECT)]
 

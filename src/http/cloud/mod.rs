@@ -321,7 +321,10 @@ async fn answer_checked(
         Api::Dash => body.clone(),
         Api::Storage => Bytes::new(),
     };
-    let params = Params::parse(parts.uri.query(), content_type, form_body).await?;
+    let mut params = Params::parse(parts.uri.query(), content_type, form_body).await?;
+    // Credentials, not a parameter of the call (run.json would take it for
+    // a spider argument).
+    let _ = params.optional("apikey");
     let root = match api {
         Api::Dash => "/api/",
         Api::Storage => "/",
@@ -433,7 +436,9 @@ fn authorized_key(daemon: &Daemon, parts: &Parts, api: Api, path: &str) -> Cloud
         .map(|pair| match pair.split_once(':') {
             Some((user, password)) => (user.to_string(), password.to_string()),
             None => (pair, String::new()),
-        });
+        })
+        // The other way the Jobs API documents: `?apikey=KEY`.
+        .or_else(|| query_api_key(parts).map(|key| (key, String::new())));
     let keys = &daemon.config.cloud_api_keys;
     if let Some((user, password)) = &credentials {
         if keys
@@ -450,6 +455,18 @@ fn authorized_key(daemon: &Daemon, parts: &Parts, api: Api, path: &str) -> Cloud
         return Ok("apikey".into());
     }
     Err(CloudError::Unauthorized)
+}
+
+/// The `apikey` parameter of the query, if any.
+fn query_api_key(parts: &Parts) -> Option<String> {
+    parts.uri.query()?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "apikey").then(|| {
+            percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }
 
 /// Whether the credentials of the running job `P/S/J` are right and reach
