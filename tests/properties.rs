@@ -41,14 +41,14 @@ proptest! {
                 format!("{name}={value}")
             })
             .collect();
-        let parsed = parse_urlencoded(encoded.join("&").as_bytes(), 1000).unwrap();
+        let parsed = parse_urlencoded(encoded.join("&").as_bytes(), 1000, &mut Vec::new()).unwrap();
         let expected: Vec<(String, Bytes)> = pairs.into_iter().map(|(n, v)| (n, Bytes::from(v))).collect();
         prop_assert_eq!(parsed, expected);
     }
 
     #[test]
     fn urlencoded_never_panics(input in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = parse_urlencoded(&input, 1000);
+        let _ = parse_urlencoded(&input, 1000, &mut Vec::new());
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub enum ParamError {
     Invalid { name: String, reason: String },
     #[error("malformed request body: {0}")]
     MalformedBody(String),
+    /// A multipart body with no boundary to split it by (Scrapyd's Twisted
+    /// answers such a request with a bare 400).
+    #[error("malformed request body: {0}")]
+    BadMultipart(String),
+    /// A spider argument's name or value that is not UTF-8, in Python's
+    /// words (Scrapyd decodes them when it queues the job).
+    #[error("UnicodeDecodeError: {0}")]
+    Undecodable(String),
 }
 
 /// The parameters of one request, in order of first appearance, each with
@@ -30,6 +38,9 @@ pub enum ParamError {
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     entries: Vec<(String, Vec<Bytes>)>,
+    /// Names that were not UTF-8 (kept in `entries` with their bytes
+    /// replaced), with why, for [`Params::remaining`] to refuse.
+    undecodable_names: Vec<(String, String)>,
 }
 
 impl Params {
@@ -64,14 +75,18 @@ impl Params {
     ) -> Result<Params, ParamError> {
         let mut params = Params::default();
         if let Some(query) = query {
-            params.entries = group(parse_urlencoded(query.as_bytes(), MAX_PARAMS)?);
+            params.entries = group(parse_urlencoded(
+                query.as_bytes(),
+                MAX_PARAMS,
+                &mut params.undecodable_names,
+            )?);
         }
         // The media type is case-insensitive; the multipart boundary is not.
         let content_type = content_type.unwrap_or("");
         let media_type = content_type.to_ascii_lowercase();
         let room = MAX_PARAMS - params.entries.len();
         let from_body = if media_type.starts_with("application/x-www-form-urlencoded") {
-            parse_urlencoded(&body, room)?
+            parse_urlencoded(&body, room, &mut params.undecodable_names)?
         } else if media_type.starts_with("multipart/form-data") {
             parse_multipart(content_type, body, room).await?
         } else {
@@ -144,13 +159,20 @@ impl Params {
         })
     }
 
-    /// The parameters nobody took, first value of each, in order.
+    /// The parameters nobody took (a schedule's spider arguments), first
+    /// value of each, in order.
     pub fn remaining(self) -> Result<Vec<(String, String)>, ParamError> {
+        let undecodable = self.undecodable_names;
         self.entries
             .into_iter()
             .map(|(name, values)| {
-                let value = decode(&name, values.first().map_or(&[][..], |v| v))?;
-                Ok((name, value))
+                if let Some((_, reason)) = undecodable.iter().find(|(bad, _)| *bad == name) {
+                    return Err(ParamError::Undecodable(reason.clone()));
+                }
+                let raw = values.first().map_or(&[][..], |v| v);
+                let value = std::str::from_utf8(raw)
+                    .map_err(|error| ParamError::Undecodable(python_utf8_error(raw, &error)))?;
+                Ok((name, value.to_string()))
             })
             .collect()
     }
@@ -199,24 +221,38 @@ fn python_utf8_error(value: &[u8], error: &std::str::Utf8Error) -> String {
     format!("'utf-8' codec can't decode byte 0x{byte:02x} in position {position}: {reason}")
 }
 
-/// Splits `a=1&b=2` into raw byte values: `+` is a space, `%XX` a byte.
-/// Values stay bytes, since an egg may arrive this way. More than `max`
-/// pairs is an error, found before the pair past the limit is decoded.
-pub fn parse_urlencoded(input: &[u8], max: usize) -> Result<Vec<(String, Bytes)>, ParamError> {
+/// Splits `a=1&b=2` into raw byte values as Twisted (so Scrapyd) does:
+/// `;` separates pairs as `&` does, a pair without `=` is dropped, `+` is
+/// a space and `%XX` a byte. Values stay bytes, since an egg may arrive
+/// this way; a name that is not UTF-8 is kept with its bytes replaced and
+/// noted in `undecodable`. More than `max` pairs is an error, found before
+/// the pair past the limit is decoded.
+pub fn parse_urlencoded(
+    input: &[u8],
+    max: usize,
+    undecodable: &mut Vec<(String, String)>,
+) -> Result<Vec<(String, Bytes)>, ParamError> {
     let mut pairs = Vec::new();
     for pair in input
-        .split(|&byte| byte == b'&')
+        .split(|&byte| byte == b'&' || byte == b';')
         .filter(|pair| !pair.is_empty())
     {
+        let Some(index) = pair.iter().position(|&byte| byte == b'=') else {
+            continue;
+        };
         if pairs.len() == max {
             return Err(too_many());
         }
-        let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
-            Some(index) => (&pair[..index], &pair[index + 1..]),
-            None => (pair, &[][..]),
+        let raw_name = form_decode(&pair[..index]);
+        let name = match std::str::from_utf8(&raw_name) {
+            Ok(name) => name.to_string(),
+            Err(error) => {
+                let name = String::from_utf8_lossy(&raw_name).into_owned();
+                undecodable.push((name.clone(), python_utf8_error(&raw_name, &error)));
+                name
+            }
         };
-        let name = String::from_utf8_lossy(&form_decode(name)).into_owned();
-        pairs.push((name, Bytes::from(form_decode(value))));
+        pairs.push((name, Bytes::from(form_decode(&pair[index + 1..]))));
     }
     Ok(pairs)
 }
@@ -238,8 +274,25 @@ async fn parse_multipart(
     body: Bytes,
     max: usize,
 ) -> Result<Vec<(String, Bytes)>, ParamError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| ParamError::MalformedBody(e.to_string()))?;
+    // Twisted answers a bare 400 when the type names no boundary or the
+    // body holds none; it reads what it can of other broken bodies, which
+    // are refused here with the API's error.
+    let boundary = multer::parse_boundary(content_type).map_err(|e| {
+        if content_type.to_ascii_lowercase().contains("boundary=") {
+            ParamError::MalformedBody(e.to_string())
+        } else {
+            ParamError::BadMultipart(e.to_string())
+        }
+    })?;
+    let delimiter = format!("--{boundary}");
+    if !body
+        .windows(delimiter.len())
+        .any(|window| window == delimiter.as_bytes())
+    {
+        return Err(ParamError::BadMultipart(format!(
+            "no {delimiter} in the body"
+        )));
+    }
     let stream =
         futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
@@ -356,11 +409,36 @@ mod tests {
         let mut params = parse(None, FORM, b"project=&setting=A%3D1&setting=B=2&flag");
         assert_eq!(params.required("project").unwrap(), "");
         assert_eq!(params.all("setting").unwrap(), vec!["A=1", "B=2"]);
-        assert_eq!(params.optional("flag").unwrap().as_deref(), Some(""));
+        // No `=`: no parameter, as Twisted parses a form.
+        assert_eq!(params.optional("flag").unwrap(), None);
         assert_eq!(
             params.required("spider").unwrap_err().to_string(),
             "'spider' parameter is required"
         );
+    }
+
+    #[test]
+    fn forms_split_as_twisted_splits_them() {
+        let mut params = parse(Some("jobid=q6;a=1"), FORM, b"b=2;c&=e");
+        assert_eq!(params.required("jobid").unwrap(), "q6");
+        assert_eq!(
+            params.remaining().unwrap(),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "2".to_string()),
+                (String::new(), "e".to_string())
+            ]
+        );
+        // A spider argument's name or value that is not UTF-8: Python's
+        // error, as Scrapyd gives it when it queues the job.
+        for form in [&b"project=p&%FF=1"[..], b"project=p&arg=%FF"] {
+            let mut params = parse(None, FORM, form);
+            assert_eq!(params.required("project").unwrap(), "p");
+            assert_eq!(
+                params.remaining().unwrap_err().to_string(),
+                "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
+            );
+        }
     }
 
     #[test]

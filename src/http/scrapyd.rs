@@ -95,6 +95,10 @@ pub async fn answer(
             Err(error) => Err(error),
         },
         Ok(params) => run(daemon, endpoint, params).await,
+        // Twisted refuses a body it cannot split before Scrapyd sees it.
+        Err(ParamError::BadMultipart(_)) => {
+            return response::plain(hyper::StatusCode::BAD_REQUEST, "");
+        }
         Err(error) => Err(error.into()),
     };
     match fields {
@@ -167,7 +171,18 @@ async fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
     let job_id = params.optional("jobid")?;
     let priority = params.optional_float("priority", 0.0)?;
     let settings = params.all("setting")?;
-    let args = params.remaining()?;
+    let args = match params.remaining() {
+        Ok(args) => args,
+        Err(error) => {
+            // Scrapyd decodes the arguments once it knows the project,
+            // version and spider: an unknown one is said first.
+            let version = version.as_deref().filter(|version| !version.is_empty());
+            if !daemon.spider_names(&project, version)?.contains(&spider) {
+                return Err(DaemonError::SpiderNotFound(spider).into());
+            }
+            return Err(error.into());
+        }
+    };
     let job = daemon
         .schedule(ScheduleRequest {
             project,

@@ -713,3 +713,25 @@ def test_job_id_leaving_its_folder(deployed, jobid):
     assert answer["message"].startswith("DirectoryTraversalError: "), answer
     assert answer["message"].endswith(jobid), answer
     assert deployed.listjobs()["pending"] == []
+
+
+def test_forms_are_read_as_twisted_reads_them(deployed):
+    """Scrapyd's forms go through Twisted: `;` separates pairs as `&` does,
+    a pair without `=` is no parameter, a spider argument that is not UTF-8
+    is Python's UnicodeDecodeError, a multipart body that cannot be split a
+    bare 400."""
+    form = {"headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    answer = deployed.request("POST", "/schedule.json", data="project=testproject&spider=pages&jobid=q6;a=1&noval",
+                              **form).json()
+    assert answer["jobid"] == "q6", answer
+    _, entry = deployed.job("q6")
+    assert entry["args"] == {"a": "1"}, entry
+    for bad in ("%FF=1", "arg=%FF"):
+        response = deployed.request("POST", "/schedule.json", data=f"project=testproject&spider=pages&{bad}", **form)
+        assert response.content == error_body(
+            "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"), bad
+    response = deployed.request("POST", "/schedule.json", data="junk",
+                                headers={"Content-Type": "multipart/form-data; boundary=xx"})
+    assert response.status_code == 400 and response.content == b""
+    jobs = deployed.listjobs()
+    assert [job["id"] for state in ("pending", "running", "finished") for job in jobs[state]] == ["q6"]
