@@ -25,7 +25,7 @@ use crate::clock::{self, now};
 use crate::cloud::millis;
 use crate::daemon::{Daemon, DaemonError, DaemonResult};
 use crate::filter::{self, Filter};
-use crate::store::{CollectionKind, CollectionRow, Project, RetryMark};
+use crate::store::{CollectionKind, CollectionRecords, CollectionRow, Project, RetryMark};
 
 /// The largest value (the record without `_key`, as JSON) a collection
 /// takes, as in Scrapy Cloud.
@@ -182,10 +182,12 @@ enum Offer {
 
 impl Daemon {
     /// Parses records to write (JSON lines, each an object with a string
-    /// `_key`) into `(key, value as JSON)`. Nothing is written when one of
-    /// them is wrong.
-    pub fn parse_collection_records(body: &[u8]) -> DaemonResult<Vec<(String, String)>> {
-        let mut records = Vec::new();
+    /// `_key`) into `(key, value as JSON)`, one line at a time into
+    /// [`CollectionRecords`]: a line's `Value` is gone before the next one
+    /// is read, so a body of a million tiny records costs their texts and
+    /// two offsets each. Nothing is written when one of them is wrong.
+    pub fn parse_collection_records(body: &[u8]) -> DaemonResult<CollectionRecords> {
+        let mut records = CollectionRecords::default();
         for line in body.split(|byte| *byte == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -208,7 +210,7 @@ impl Daemon {
                     value.len()
                 )));
             }
-            records.push((key, value));
+            records.push(&key, &value);
         }
         Ok(records)
     }
@@ -238,7 +240,7 @@ impl Daemon {
     pub fn set_collection_records(
         &self,
         collection: &Collection,
-        records: Vec<(String, String)>,
+        records: CollectionRecords,
         mark: Option<RetryMark>,
     ) -> DaemonResult<()> {
         if records.is_empty() {

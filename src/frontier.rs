@@ -16,7 +16,7 @@
 use serde_json::Value;
 
 use crate::daemon::{Daemon, DaemonError, DaemonResult};
-use crate::store::{Batch, NewRequest, Project, RetryMark, SlotAddress};
+use crate::store::{Batch, NewRequests, Project, RetryMark, SlotAddress};
 
 /// The most requests in one batch, as in Scrapy Cloud.
 pub const BATCH_REQUESTS: usize = 100;
@@ -54,9 +54,12 @@ pub struct FingerprintCursor {
 
 impl Daemon {
     /// Parses requests to add (JSON lines `{"fp", "qdata"?, "fdata"?,
-    /// "p"?}`). Nothing is added when one of them is wrong.
-    pub fn parse_frontier_requests(body: &[u8]) -> DaemonResult<Vec<NewRequest>> {
-        let mut requests = Vec::new();
+    /// "p"?}`), one line at a time into [`NewRequests`]: a line's `Value`
+    /// is gone before the next one is read, so a body of a million tiny
+    /// requests costs their texts and a few numbers each. Nothing is added
+    /// when one of them is wrong.
+    pub fn parse_frontier_requests(body: &[u8]) -> DaemonResult<NewRequests> {
+        let mut requests = NewRequests::default();
         for line in body.split(|byte| *byte == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -83,15 +86,13 @@ impl Daemon {
                 Some(_) => return Err(bad("p must be a number")),
             };
             let qdata = fields.remove("qdata").unwrap_or(Value::Null);
-            let fdata = fields.remove("fdata").filter(|fdata| !fdata.is_null());
+            let fdata = fields
+                .remove("fdata")
+                .filter(|fdata| !fdata.is_null())
+                .map(|fdata| fdata.to_string());
             // Rendered here, off the writer thread, as batches list it.
             let entry = format!("[{},{qdata}]", Value::from(fp.as_str()));
-            requests.push(NewRequest {
-                fp,
-                fdata: fdata.map(|fdata| fdata.to_string()),
-                priority,
-                entry,
-            });
+            requests.push(&fp, fdata.as_deref(), priority, &entry);
         }
         Ok(requests)
     }
@@ -119,7 +120,7 @@ impl Daemon {
     pub fn add_frontier_requests(
         &self,
         slot: &SlotAddress,
-        requests: Vec<NewRequest>,
+        requests: NewRequests,
         mark: Option<RetryMark>,
     ) -> DaemonResult<u64> {
         if requests.is_empty() {

@@ -20,6 +20,7 @@ mod database;
 mod jobq;
 mod jobs;
 mod listing;
+mod packed;
 mod projects;
 mod settings;
 mod shared;
@@ -40,9 +41,11 @@ pub use data::{
 pub use jobq::{JobQuery, MetaChange};
 pub use jobs::{Job, JobFilter, JobState, NewJob};
 pub use listing::{JobCursor, JobSection, JobSnapshot, JobView, write_pending_entry};
+pub use packed::PackedStrings;
 pub use projects::{Project, Version};
 pub use shared::{
-    Batch, CollectionKind, CollectionRow, NewRequest, RetryMark, SharedStore, SlotAddress,
+    Batch, CollectionKind, CollectionRecords, CollectionRow, NewRequests, RetryMark, SharedStore,
+    SlotAddress,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RetryMark, SharedStore, applied_answer, forget_uploads, remember_upload};
-use crate::store::StoreResult;
+use crate::store::{PackedStrings, StoreResult};
 
 /// Scrapy Cloud's four collection types; what each means here is the
 /// domain's business (`crate::collections`), the store only keeps them apart.
@@ -62,6 +62,45 @@ pub struct CollectionRow {
     pub value: String,
 }
 
+/// The records of one upload, `(key, value as JSON)` in the order given,
+/// held compactly: an upload may hold a million tiny records, and a key
+/// and a value string each would cost several times the body.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CollectionRecords {
+    keys: PackedStrings,
+    values: PackedStrings,
+}
+
+impl CollectionRecords {
+    pub fn push(&mut self, key: &str, value: &str) {
+        self.keys.push(key);
+        self.values.push(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The records as `(key, value)`, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.keys.iter().zip(self.values.iter())
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for CollectionRecords {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(records: I) -> CollectionRecords {
+        let mut collected = CollectionRecords::default();
+        for (key, value) in records {
+            collected.push(key, value);
+        }
+        collected
+    }
+}
+
 impl SharedStore {
     /// Writes `(key, value)` records at time `ts`, creating the collection
     /// if needed; a key written before is replaced. `expires` (milliseconds)
@@ -73,7 +112,7 @@ impl SharedStore {
         project_id: i64,
         kind: CollectionKind,
         name: String,
-        records: Vec<(String, String)>,
+        records: CollectionRecords,
         ts: i64,
         expires: Option<i64>,
         mark: Option<RetryMark>,
@@ -101,7 +140,7 @@ impl SharedStore {
                  ON CONFLICT (collection_id, key) DO UPDATE
                  SET ts = excluded.ts, expires = excluded.expires, value = excluded.value",
             )?;
-            for (key, value) in &records {
+            for (key, value) in records.iter() {
                 insert.execute(params![collection_id, key, ts, expires, value])?;
             }
             Ok(())
@@ -313,12 +352,7 @@ mod tests {
     fn records_are_replaced_read_in_key_order_and_expire() {
         let store = SharedStore::open_temporary().unwrap();
         let kind = CollectionKind::Store;
-        let records = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        };
+        let records = |pairs: &[(&str, &str)]| pairs.iter().copied().collect::<CollectionRecords>();
         store
             .set_records(
                 1,
@@ -382,8 +416,8 @@ mod tests {
         let store = SharedStore::open_temporary().unwrap();
         let kind = CollectionKind::Store;
         let mark = RetryMark::of(0, "apikey", b"body", 1000);
-        let one = vec![("k".to_string(), r#"{"n":1}"#.to_string())];
-        let two = vec![("k".to_string(), r#"{"n":2}"#.to_string())];
+        let one = [("k", r#"{"n":1}"#)].into_iter().collect();
+        let two = [("k", r#"{"n":2}"#)].into_iter().collect();
         store
             .set_records(1, kind, "c".into(), one, 1, None, Some(mark))
             .unwrap();
@@ -391,7 +425,7 @@ mod tests {
         store
             .set_records(1, kind, "c".into(), two, 2, None, None)
             .unwrap();
-        let again = vec![("k".to_string(), r#"{"n":1}"#.to_string())];
+        let again: CollectionRecords = [("k", r#"{"n":1}"#)].into_iter().collect();
         store
             .set_records(1, kind, "c".into(), again, 3, None, Some(mark))
             .unwrap();
@@ -404,7 +438,7 @@ mod tests {
         store
             .delete_records(1, kind, "c".into(), vec!["k".into()])
             .unwrap();
-        let again = vec![("k".to_string(), r#"{"n":1}"#.to_string())];
+        let again: CollectionRecords = [("k", r#"{"n":1}"#)].into_iter().collect();
         store
             .set_records(1, kind, "c".into(), again, 4, None, Some(mark))
             .unwrap();

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RetryMark, SharedStore, applied_answer, forget_uploads, remember_upload};
-use crate::store::StoreResult;
+use crate::store::{PackedStrings, StoreResult};
 
 /// A slot, by project, frontier and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,16 +14,41 @@ pub struct SlotAddress {
     pub slot: String,
 }
 
-/// A request to add, checked and rendered by the domain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewRequest {
-    pub fp: String,
-    /// JSON kept with the fingerprint, if given.
-    pub fdata: Option<String>,
+/// Requests to add, checked and rendered by the domain, in the order
+/// given, held compactly: an upload may hold a million tiny requests
+/// (`{"fp":"a"}` is 10 bytes), and a few strings each would cost many times
+/// the body. Request `i` is the `i`th of each field.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NewRequests {
+    fps: PackedStrings,
+    /// The requests as batches list them: the JSON `[fp, qdata]`.
+    entries: PackedStrings,
+    /// JSON kept with the fingerprint; "" when not given (JSON text is
+    /// never empty).
+    fdata: PackedStrings,
     /// Lower first.
-    pub priority: f64,
-    /// The request as a batch lists it: the JSON `[fp, qdata]`.
-    pub entry: String,
+    priorities: Vec<f64>,
+}
+
+impl NewRequests {
+    pub fn push(&mut self, fp: &str, fdata: Option<&str>, priority: f64, entry: &str) {
+        self.fps.push(fp);
+        self.fdata.push(fdata.unwrap_or(""));
+        self.priorities.push(priority);
+        self.entries.push(entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.fps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fps.is_empty()
+    }
+
+    fn fdata(&self, index: usize) -> Option<&str> {
+        Some(self.fdata.get(index)).filter(|fdata| !fdata.is_empty())
+    }
 }
 
 /// A batch of the queue.
@@ -47,7 +72,7 @@ impl SharedStore {
     pub fn add_requests(
         &self,
         slot: SlotAddress,
-        requests: Vec<NewRequest>,
+        requests: NewRequests,
         batch_size: usize,
         mark: Option<RetryMark>,
     ) -> StoreResult<u64> {
@@ -62,17 +87,19 @@ impl SharedStore {
                 "INSERT INTO hcf_fingerprints (slot_id, fp, fdata) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
             )?;
-            // The new requests, grouped by priority in order of arrival.
-            let mut queues: Vec<(f64, Vec<&NewRequest>)> = Vec::new();
+            // The new requests (their indices), grouped by priority in
+            // order of arrival.
+            let mut queues: Vec<(f64, Vec<usize>)> = Vec::new();
             let mut newcount = 0u64;
-            for request in &requests {
-                if remember.execute(params![slot_id, request.fp, request.fdata])? == 0 {
+            for (index, fp) in requests.fps.iter().enumerate() {
+                let priority = requests.priorities[index];
+                if remember.execute(params![slot_id, fp, requests.fdata(index)])? == 0 {
                     continue;
                 }
                 newcount += 1;
-                match queues.iter_mut().find(|(p, _)| *p == request.priority) {
-                    Some((_, queue)) => queue.push(request),
-                    None => queues.push((request.priority, vec![request])),
+                match queues.iter_mut().find(|(p, _)| *p == priority) {
+                    Some((_, queue)) => queue.push(index),
+                    None => queues.push((priority, vec![index])),
                 }
             }
             queues.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -84,11 +111,11 @@ impl SharedStore {
                 for chunk in queue.chunks(batch_size.max(1)) {
                     text.clear();
                     text.push('[');
-                    for (index, request) in chunk.iter().enumerate() {
-                        if index > 0 {
+                    for (place, &index) in chunk.iter().enumerate() {
+                        if place > 0 {
                             text.push(',');
                         }
-                        text.push_str(&request.entry);
+                        text.push_str(requests.entries.get(index));
                     }
                     text.push(']');
                     enqueue.execute(params![slot_id, priority, chunk.len() as i64, text])?;
@@ -276,24 +303,25 @@ mod tests {
         }
     }
 
-    fn request(fp: &str, priority: f64) -> NewRequest {
-        NewRequest {
-            fp: fp.into(),
-            fdata: None,
-            priority,
-            entry: format!("[{},null]", serde_json::Value::from(fp)),
+    /// Requests `(fp, priority)` without qdata or fdata.
+    fn upload_of(given: &[(&str, f64)]) -> NewRequests {
+        let mut requests = NewRequests::default();
+        for &(fp, priority) in given {
+            let entry = format!("[{},null]", serde_json::Value::from(fp));
+            requests.push(fp, None, priority, &entry);
         }
+        requests
     }
 
     #[test]
     fn only_new_fingerprints_are_queued_lowest_priority_first() {
         let store = SharedStore::open_temporary().unwrap();
-        let first = vec![request("a", 0.0), request("b", 1.0), request("a", 0.0)];
+        let first = upload_of(&[("a", 0.0), ("b", 1.0), ("a", 0.0)]);
         assert_eq!(
             store.add_requests(address("s"), first, 100, None).unwrap(),
             2
         );
-        let second = vec![request("b", 1.0), request("c", 0.0), request("d", 0.0)];
+        let second = upload_of(&[("b", 1.0), ("c", 0.0), ("d", 0.0)]);
         assert_eq!(
             store.add_requests(address("s"), second, 1, None).unwrap(),
             2
@@ -331,7 +359,7 @@ mod tests {
         assert_eq!(page, [("c".to_string(), None)]);
         assert_eq!(
             store
-                .add_requests(address("s"), vec![request("a", 0.0)], 100, None)
+                .add_requests(address("s"), upload_of(&[("a", 0.0)]), 100, None)
                 .unwrap(),
             0
         );
@@ -342,10 +370,33 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_keep_their_fdata_when_given() {
+        let store = SharedStore::open_temporary().unwrap();
+        let mut upload = NewRequests::default();
+        upload.push("a", Some(r#"{"x":1}"#), 0.0, r#"["a",null]"#);
+        upload.push("b", None, 0.0, r#"["b",[1]]"#);
+        assert_eq!(upload.len(), 2);
+        assert_eq!(
+            store.add_requests(address("s"), upload, 100, None).unwrap(),
+            2
+        );
+        let slot_id = store.slot_id(&address("s")).unwrap().unwrap();
+        assert_eq!(
+            store.fingerprints(slot_id, None, 10).unwrap(),
+            [
+                ("a".to_string(), Some(r#"{"x":1}"#.to_string())),
+                ("b".to_string(), None)
+            ]
+        );
+        let batches = store.batches(slot_id, None, 10).unwrap();
+        assert_eq!(batches[0].requests, r#"[["a",null],["b",[1]]]"#);
+    }
+
+    #[test]
     fn a_retried_upload_answers_its_first_newcount() {
         let store = SharedStore::open_temporary().unwrap();
         let mark = RetryMark::of(0, "apikey", b"a b", 1000);
-        let upload = || vec![request("a", 0.0), request("b", 0.0)];
+        let upload = || upload_of(&[("a", 0.0), ("b", 0.0)]);
         assert_eq!(
             store
                 .add_requests(address("s"), upload(), 100, Some(mark))

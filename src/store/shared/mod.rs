@@ -18,8 +18,8 @@ use rusqlite::{Connection, params};
 use super::StoreResult;
 use super::database::{Database, Pragma, Schema};
 
-pub use collections::{CollectionKind, CollectionRow};
-pub use frontier::{Batch, NewRequest, SlotAddress};
+pub use collections::{CollectionKind, CollectionRecords, CollectionRow};
+pub use frontier::{Batch, NewRequests, SlotAddress};
 
 /// SQLite's page cache per connection, in KiB (a negative `cache_size`).
 /// Big enough that inserting into a store of millions of random keys does
