@@ -149,20 +149,12 @@ impl NewRecord {
 /// ten times the body, and a `Value` each far more.
 #[derive(Debug, Default, Clone)]
 pub struct RecordBatch {
-    text: String,
-    entries: Vec<BatchEntry>,
+    texts: super::PackedStrings,
+    /// Each record's size and its field list's place in `field_lists`.
+    entries: Vec<(u64, u32)>,
     /// The distinct field lists of the batch, each once.
     field_lists: Vec<Arc<[String]>>,
     known_lists: HashMap<Arc<[String]>, u32>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct BatchEntry {
-    /// Where the record's text ends in `text`.
-    end: u64,
-    size: u64,
-    /// Its field list, in `field_lists`.
-    fields: u32,
 }
 
 impl RecordBatch {
@@ -173,7 +165,7 @@ impl RecordBatch {
     pub fn push_ref(&mut self, record: RecordRef) {
         // Records of a batch mostly have the fields of the one before.
         let fields = match self.entries.last() {
-            Some(last) if *self.field_lists[last.fields as usize] == **record.counts => last.fields,
+            Some(&(_, last)) if *self.field_lists[last as usize] == **record.counts => last,
             _ => match self.known_lists.get(record.counts) {
                 Some(&known) => known,
                 None => {
@@ -184,12 +176,8 @@ impl RecordBatch {
                 }
             },
         };
-        self.text.push_str(record.json);
-        self.entries.push(BatchEntry {
-            end: self.text.len() as u64,
-            size: record.size,
-            fields,
-        });
+        self.texts.push(record.json);
+        self.entries.push((record.size, fields));
     }
 
     pub fn len(&self) -> usize {
@@ -201,16 +189,14 @@ impl RecordBatch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> {
-        let mut start = 0;
-        self.entries.iter().map(move |entry| {
-            let json = &self.text[start as usize..entry.end as usize];
-            start = entry.end;
-            RecordRef {
+        self.texts
+            .iter()
+            .zip(&self.entries)
+            .map(|(json, &(size, fields))| RecordRef {
                 json,
-                counts: &self.field_lists[entry.fields as usize],
-                size: entry.size,
-            }
-        })
+                counts: &self.field_lists[fields as usize],
+                size,
+            })
     }
 }
 
