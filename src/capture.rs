@@ -733,6 +733,28 @@ fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) ->
                 record.insert("message".into(), Value::from(message));
                 pending.record = Some((record, at));
             }
+            // A traceback that no error record leads in is what the crawl
+            // wrote to its stderr (Scrapy failing before or outside its
+            // logging: an unknown spider, a broken settings module): an
+            // error of its own, not more of the record before (often the
+            // "Versions" line). An error record's own traceback stays in it.
+            None if text.starts_with(TRACEBACK)
+                && pending
+                    .record
+                    .as_ref()
+                    .is_none_or(|(record, _)| record["level"].as_i64().unwrap_or(0) < 40) =>
+            {
+                let time = match &pending.record {
+                    Some((record, _)) => record["time"].clone(),
+                    None => Value::from(millis(clock::now())),
+                };
+                pending.close_open();
+                let mut record = Map::new();
+                record.insert("time".into(), time);
+                record.insert("level".into(), Value::from(40));
+                record.insert("message".into(), Value::from(text));
+                pending.record = Some((record, at));
+            }
             None => match &mut pending.record {
                 Some((record, _)) => {
                     if let Some(Value::String(message)) = record.get_mut("message") {
@@ -741,7 +763,7 @@ fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) ->
                     }
                 }
                 None if !text.is_empty() => {
-                    // Output before Scrapy's logging began (a traceback).
+                    // Output before Scrapy's logging began.
                     let mut record = Map::new();
                     record.insert("time".into(), Value::from(millis(clock::now())));
                     record.insert("level".into(), Value::from(20));
@@ -762,6 +784,9 @@ fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) ->
     };
     at - offset
 }
+
+/// How Python begins the traceback of an exception it prints.
+const TRACEBACK: &str = "Traceback (most recent call last):";
 
 /// `2026-01-02 03:04:05 [logger] LEVEL: message` (Scrapy's default log
 /// format): the time in ms, the level's number and `[logger] message`.
@@ -851,6 +876,39 @@ mod tests {
         assert_eq!(pending.committed_offset, 100 + third);
         logs_from(b"", 100 + text.len() as u64, &mut pending, true);
         assert_eq!(pending.take_ready()[0]["message"], "[c] three");
+    }
+
+    #[test]
+    fn a_traceback_no_error_leads_in_is_an_error_of_its_own() {
+        let text = "2026-01-02 03:04:05 [scrapy.utils.log] INFO: Versions: lxml 5\n\
+                    Traceback (most recent call last):\n  File \"x.py\", line 1\n\
+                    KeyError: 'Spider not found: brandnew'\n\
+                    2026-01-02 03:04:06 [scrapy.core.scraper] ERROR: Boom\n\
+                    Traceback (most recent call last):\nValueError: x\n";
+        let mut pending = PendingLog::default();
+        logs_from(text.as_bytes(), 0, &mut pending, true);
+        let ready = pending.take_ready();
+        let levels: Vec<i64> = ready.iter().map(|r| r["level"].as_i64().unwrap()).collect();
+        assert_eq!(levels, [20, 40, 40]);
+        assert_eq!(ready[0]["message"], "[scrapy.utils.log] Versions: lxml 5");
+        assert!(
+            ready[1]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Traceback")
+        );
+        assert!(
+            ready[1]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("'Spider not found: brandnew'")
+        );
+        assert_eq!(ready[1]["time"], ready[0]["time"]);
+        // An error record keeps its own traceback.
+        assert_eq!(
+            ready[2]["message"],
+            "[scrapy.core.scraper] Boom\nTraceback (most recent call last):\nValueError: x"
+        );
     }
 
     #[test]

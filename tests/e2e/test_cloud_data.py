@@ -215,6 +215,17 @@ def test_record_paths_answer_in_the_storage_apis_format(cloud):
     assert head.headers["Content-Type"] == get(cloud, base).headers["Content-Type"]
 
 
+def test_a_crawl_that_fails_to_start_logs_its_error_as_an_error(cloud):
+    # A spider the egg does not have (a pushed job names any spider): Scrapy
+    # prints its traceback to stderr, after its "Versions" log line.
+    pushed = cloud.hs.get_project(PROJECT).push_job("brandnew")
+    job = cloud.client.get_job(pushed.key)
+    wait_cloud_state(job, "finished")
+    errors = list(job.logs.iter(level="ERROR"))
+    assert any("Spider not found: brandnew" in record["message"] for record in errors), list(job.logs.iter())
+    assert all(record["level"] >= 40 for record in errors)
+
+
 def test_capture_resumes_after_a_restart_exactly_once(cloud, site):
     project = cloud.client.get_project(PROJECT)
     job = project.jobs.run("slow", job_args={"base_url": site.url})
