@@ -228,6 +228,16 @@ impl Config {
                 ));
             }
         }
+        // Scrapyd also serves projects named here, run from their settings
+        // module on its own Python path, without an egg; not done here.
+        if let Some(projects) = raw.get("settings").filter(|projects| !projects.is_empty()) {
+            let names: Vec<&str> = projects.keys().map(String::as_str).collect();
+            warnings.push(format!(
+                "the [settings] section's projects ({}) are not served: scrapyd-rs runs \
+                 projects from uploaded eggs only (deploy them with scrapyd-deploy)",
+                names.join(", ")
+            ));
+        }
 
         let max_proc = match options.number::<usize>("max_proc", 0)? {
             0 => {
@@ -562,6 +572,18 @@ mod tests {
         assert_eq!(config.python, "python3");
         assert!(!config.auth_enabled());
         assert!(config.max_proc >= 4);
+    }
+
+    #[test]
+    fn projects_of_the_settings_section_are_said_to_be_absent() {
+        let config =
+            Config::from_ini_text("[scrapyd]\n[settings]\nlocal = local.settings\n").unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert!(
+            config.warnings[0].contains("(local) are not served"),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
