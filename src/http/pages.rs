@@ -313,7 +313,7 @@ pub async fn files<B>(
         }
         return directory_listing(&path, &url_path).await;
     }
-    serve_file(request, &path, metadata.len()).await
+    serve_file(request, &path, metadata.len(), metadata.modified().ok()).await
 }
 
 /// `rest` (the URL path below the root) as a path inside `folder`, or
@@ -483,6 +483,9 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
         size.saturating_sub(1)
     } else {
         match last.parse::<u64>() {
+            // A range that ends before it starts is no range (RFC 9110):
+            // the whole file, as Twisted serves it.
+            Ok(end) if end < start => return ByteRange::Whole,
             Ok(end) => end.min(size.saturating_sub(1)),
             Err(_) => return ByteRange::Whole,
         }
@@ -494,12 +497,49 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
     }
 }
 
-async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResponse {
+/// A file's modification time as an HTTP date, to the second.
+fn http_date(time: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(time)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// Whether the client's copy (`If-Modified-Since`) is as new as a file
+/// last changed at `modified`, compared to the second as HTTP dates go.
+fn unmodified_since<B>(request: &Request<B>, modified: std::time::SystemTime) -> bool {
+    let Some(since) = request
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| chrono::DateTime::parse_from_rfc2822(value.trim()).ok())
+    else {
+        return false;
+    };
+    chrono::DateTime::<chrono::Utc>::from(modified).timestamp() <= since.timestamp()
+}
+
+async fn serve_file<B>(
+    request: &Request<B>,
+    path: &Path,
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+) -> HttpResponse {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (mime, encoding) = content_type(&name);
+    let last_modified = modified.map(http_date);
+    // As Twisted's static files: a client with this version gets a 304.
+    if let Some(modified) = modified
+        && unmodified_since(request, modified)
+    {
+        let mut builder = Response::builder().status(StatusCode::NOT_MODIFIED);
+        if let Some(date) = &last_modified {
+            builder = builder.header(header::LAST_MODIFIED, date);
+        }
+        return builder.body(body::empty()).unwrap_or_default();
+    }
     let range = parse_range(request.headers().get(header::RANGE), size);
     let (status, start, length) = match range {
         ByteRange::Whole => (StatusCode::OK, 0, size),
@@ -507,6 +547,8 @@ async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResp
         ByteRange::Unsatisfiable => {
             return Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_TYPE, mime)
+                .header(header::ACCEPT_RANGES, "bytes")
                 .header(header::CONTENT_RANGE, format!("bytes */{size}"))
                 .body(body::empty())
                 .unwrap_or_default();
@@ -526,6 +568,9 @@ async fn serve_file<B>(request: &Request<B>, path: &Path, size: u64) -> HttpResp
         .header(header::ACCEPT_RANGES, "bytes");
     if let Some(encoding) = encoding {
         builder = builder.header(header::CONTENT_ENCODING, encoding);
+    }
+    if let Some(date) = &last_modified {
+        builder = builder.header(header::LAST_MODIFIED, date);
     }
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(
@@ -582,6 +627,11 @@ mod tests {
         );
         assert_eq!(
             parse_range(Some(&value("bytes=0-1,5-6")), 100),
+            ByteRange::Whole
+        );
+        // Ending before it starts: no range at all.
+        assert_eq!(
+            parse_range(Some(&value("bytes=5-2")), 100),
             ByteRange::Whole
         );
     }

@@ -174,6 +174,18 @@ def test_log_file_whole_and_ranges(web):
     assert response.status_code in (200, 206)
     assert response.content == data
 
+    # a range that ends before it starts is none: the whole file, as Twisted
+    response = web.request("GET", path, headers={"Range": "bytes=5-2"})
+    assert (response.status_code, response.content) == (200, data)
+
+    # the file's time, and a client that has this version gets a 304
+    modified = response.headers["Last-Modified"]
+    assert modified.endswith(" GMT")
+    response = web.request("GET", path, headers={"If-Modified-Since": modified})
+    assert (response.status_code, response.content) == (304, b"")
+    response = web.request("GET", path, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+    assert (response.status_code, response.content) == (200, data)
+
 
 def test_items_file(web):
     jobid = web.finished[1]
