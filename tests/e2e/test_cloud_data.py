@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -224,6 +225,24 @@ def test_a_crawl_that_fails_to_start_logs_its_error_as_an_error(cloud):
     errors = list(job.logs.iter(level="ERROR"))
     assert any("Spider not found: brandnew" in record["message"] for record in errors), list(job.logs.iter())
     assert all(record["level"] >= 40 for record in errors)
+
+
+def test_reads_take_a_time_window(cloud):
+    project = cloud.client.get_project(PROJECT)
+    project.settings.set("botgroups", ["elsewhere"])
+    job = project.jobs.run("pages", meta={"state": "running"})
+    for batch in range(3):
+        answer = requests.post(cloud.url + f"/items/{job.key}", data=json.dumps({"batch": batch}),
+                               auth=(KEY, ""), timeout=10)
+        assert answer.status_code == 200
+        time.sleep(0.01)
+    times = [item["_ts"] for item in job.items.iter(meta=["_ts"])]
+    assert times == sorted(times) and len(set(times)) == 3
+    # From `startts` on, before `endts`, as the client passes them through.
+    assert [item["batch"] for item in job.items.iter(startts=times[1])] == [1, 2]
+    assert [item["batch"] for item in job.items.iter(endts=times[1])] == [0]
+    assert [item["batch"] for item in job.items.iter(startts=times[1], endts=times[2], count=5)] == [1]
+    assert [item["batch"] for item in job.items.iter(startts=times[0], count=1)] == [0]
 
 
 def test_capture_resumes_after_a_restart_exactly_once(cloud, site):

@@ -1,6 +1,6 @@
 //! Job data: `items|logs|requests|samples/P/S/J` — GET streams the records
 //! in the format asked for (`count`, `start`, `startafter`, `index`*,
-//! `meta`*, `nodata`, `filter`*), POST appends JSON lines (gzip bodies
+//! `meta`*, `nodata`, `filter`*, `startts`, `endts`), POST appends JSON lines (gzip bodies
 //! too, `?start=N` making a retried batch harmless); `…/J/N` is one
 //! record, `…/J/stats` the stream's summary; `items/P/S` and `items/P`
 //! read across a spider's or a project's jobs.
@@ -136,6 +136,16 @@ struct Reading {
     encoder: Encoder,
     gzip: Option<GzEncoder<Vec<u8>>>,
     started: bool,
+    /// Only records stored from `since` and before `until` (`startts`,
+    /// `endts`, in ms), as a collection's scan takes them.
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Reading {
+    fn in_window(&self, ts: i64) -> bool {
+        self.since.is_none_or(|since| ts >= since) && self.until.is_none_or(|until| ts < until)
+    }
 }
 
 fn stream(
@@ -168,6 +178,7 @@ fn stream(
         .optional("nodata")?
         .is_some_and(|value| matches!(value.as_str(), "1" | "true" | "True"));
     let filters = filter::parse_all(&request.all("filter")?)?;
+    let (since, until) = (request.number("startts")?, request.number("endts")?);
     let saveas = request.optional("saveas")?;
     // Where to begin: the job and index of `start` (or just after
     // `startafter`).
@@ -209,6 +220,8 @@ fn stream(
         encoder: Encoder::new(format),
         gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
         started: false,
+        since,
+        until,
     };
     let body = body::paged_bytes(Arc::clone(daemon), reading, write_page);
     let mut response = Response::builder()
@@ -307,6 +320,9 @@ fn give(
             read += 1;
             if reading.left == Some(0) {
                 return false;
+            }
+            if !reading.in_window(record.ts) {
+                return true;
             }
             // JSON lines as stored, `_key` and `_ts` spliced in: the common
             // read costs no parsing.
