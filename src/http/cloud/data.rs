@@ -1,7 +1,8 @@
 //! Job data: `items|logs|requests|samples/P/S/J` — GET streams the records
 //! in the format asked for (`count`, `start`, `startafter`, `index`*,
-//! `meta`*, `nodata`, `filter`*, `startts`, `endts`), POST appends JSON lines (gzip bodies
-//! too, `?start=N` making a retried batch harmless); `…/J/N` is one
+//! `meta`*, `nodata`, `filter`*, `startts`, `endts`), POST appends JSON
+//! lines (gzip bodies too, `?start=N` making a retried batch harmless);
+//! `…/J/N` is one
 //! record, `…/J/stats` the stream's summary; `items/P/S` and `items/P`
 //! read across a spider's or a project's jobs.
 
