@@ -2,9 +2,8 @@
 //! in the format asked for (`count`, `start`, `startafter`, `index`*,
 //! `meta`*, `nodata`, `filter`*, `startts`, `endts`), POST appends JSON
 //! lines (gzip bodies too, `?start=N` making a retried batch harmless);
-//! `…/J/N` is one
-//! record, `…/J/stats` the stream's summary; `items/P/S` and `items/P`
-//! read across a spider's or a project's jobs.
+//! `…/J/N` is one record, `…/J/stats` the stream's summary; `items/P/S`
+//! and `items/P` read across a spider's or a project's jobs.
 
 use std::io::Write;
 use std::sync::Arc;
