@@ -160,7 +160,13 @@ fn route(daemon: &Daemon, path: &str) -> Route {
                     rest,
                 };
             }
-            let name = path.trim_start_matches('/');
+            // Twisted finds a resource by its decoded name:
+            // `/daemonstatus%2Ejson` is `/daemonstatus.json`.
+            let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            if decoded == "/jobs" {
+                return Route::Jobs;
+            }
+            let name = decoded.trim_start_matches('/');
             match crate::config::SERVICES
                 .iter()
                 .find(|service| **service == name)

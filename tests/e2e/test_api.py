@@ -735,3 +735,27 @@ def test_forms_are_read_as_twisted_reads_them(deployed):
     assert response.status_code == 400 and response.content == b""
     jobs = deployed.listjobs()
     assert [job["id"] for state in ("pending", "running", "finished") for job in jobs[state]] == ["q6"]
+
+
+def test_endpoints_are_found_by_their_decoded_names(daemon):
+    """Twisted looks a resource up by its decoded name, so Scrapyd answers
+    `/daemonstatus%2Ejson` as `/daemonstatus.json`."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    def get(path):
+        # http.client sends the path as written (requests would decode it).
+        address = urlsplit(daemon.url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        headers = {"Authorization": requests.auth._basic_auth_str(*daemon.auth)} if daemon.auth else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        answer = (response.status, response.read())
+        connection.close()
+        return answer
+
+    for path in ("/daemonstatus%2Ejson", "/%64aemonstatus.json"):
+        status, body = get(path)
+        assert status == 200 and json.loads(body)["status"] == "ok", (path, body)
+    assert get("/%6Aobs")[0] == 200
+    assert get("/daemonstatus%2Fjson")[0] == 404
