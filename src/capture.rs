@@ -733,16 +733,17 @@ fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) ->
                 record.insert("message".into(), Value::from(message));
                 pending.record = Some((record, at));
             }
-            // A traceback that no error record leads in is what the crawl
-            // wrote to its stderr (Scrapy failing before or outside its
-            // logging: an unknown spider, a broken settings module): an
-            // error of its own, not more of the record before (often the
-            // "Versions" line). An error record's own traceback stays in it.
+            // A traceback after an INFO or DEBUG record (or none) is what
+            // the crawl wrote to its stderr (Scrapy failing before or
+            // outside its logging: an unknown spider, a broken settings
+            // module): an error of its own, not more of the record before
+            // (often the "Versions" line). A warning's or an error's own
+            // traceback (`exc_info`) stays in it.
             None if text.starts_with(TRACEBACK)
                 && pending
                     .record
                     .as_ref()
-                    .is_none_or(|(record, _)| record["level"].as_i64().unwrap_or(0) < 40) =>
+                    .is_none_or(|(record, _)| record["level"].as_i64().unwrap_or(0) < 30) =>
             {
                 let time = match &pending.record {
                     Some((record, _)) => record["time"].clone(),
@@ -884,12 +885,14 @@ mod tests {
                     Traceback (most recent call last):\n  File \"x.py\", line 1\n\
                     KeyError: 'Spider not found: brandnew'\n\
                     2026-01-02 03:04:06 [scrapy.core.scraper] ERROR: Boom\n\
-                    Traceback (most recent call last):\nValueError: x\n";
+                    Traceback (most recent call last):\nValueError: x\n\
+                    2026-01-02 03:04:07 [scrapy.pipelines.files] WARNING: failed\n\
+                    Traceback (most recent call last):\nOSError: y\n";
         let mut pending = PendingLog::default();
         logs_from(text.as_bytes(), 0, &mut pending, true);
         let ready = pending.take_ready();
         let levels: Vec<i64> = ready.iter().map(|r| r["level"].as_i64().unwrap()).collect();
-        assert_eq!(levels, [20, 40, 40]);
+        assert_eq!(levels, [20, 40, 40, 30]);
         assert_eq!(ready[0]["message"], "[scrapy.utils.log] Versions: lxml 5");
         assert!(
             ready[1]["message"]
@@ -904,10 +907,16 @@ mod tests {
                 .ends_with("'Spider not found: brandnew'")
         );
         assert_eq!(ready[1]["time"], ready[0]["time"]);
-        // An error record keeps its own traceback.
+        // An error or a warning keeps its own traceback.
         assert_eq!(
             ready[2]["message"],
             "[scrapy.core.scraper] Boom\nTraceback (most recent call last):\nValueError: x"
+        );
+        assert!(
+            ready[3]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("OSError: y")
         );
     }
 

@@ -554,8 +554,8 @@ impl Daemon {
     /// after. A line that is not a record of its kind, or a record over
     /// [`MAX_RECORD_BYTES`], refuses the whole batch before anything is
     /// stored. Each line is checked and made compact on its own, so the
-    /// batch costs about its own size in memory, however many records it
-    /// holds.
+    /// batch costs its own text and a few numbers a record in memory,
+    /// however many records it holds.
     pub fn add_records(
         &self,
         job: &Job,

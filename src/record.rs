@@ -497,6 +497,9 @@ impl<'de> Visitor<'de> for Top {
 
     fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Self::Value, A::Error> {
         let mut names: Vec<Cow<'de, str>> = Vec::new();
+        // Past a few names, a set finds a repeated one: a record of many
+        // thousand fields must not cost their square.
+        let mut seen: Option<std::collections::HashSet<Cow<'de, str>>> = None;
         let mut size = 0;
         let mut count = 0;
         while let Some(name) = fields.next_key_seed(Name)? {
@@ -504,8 +507,15 @@ impl<'de> Visitor<'de> for Top {
             count += 1;
             // A name given twice is one field (read back, the last value
             // is kept), though both count in the size.
-            if !names.iter().any(|known| *known == *name) {
+            let known = match &mut seen {
+                Some(seen) => !seen.insert(name.clone()),
+                None => names.iter().any(|known| *known == *name),
+            };
+            if !known {
                 names.push(name);
+                if seen.is_none() && names.len() > 16 {
+                    seen = Some(names.iter().cloned().collect());
+                }
             }
         }
         Ok((header_size(count) + size, names))

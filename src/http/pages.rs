@@ -497,13 +497,6 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> ByteRange {
     }
 }
 
-/// A file's modification time as an HTTP date, to the second.
-fn http_date(time: std::time::SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(time)
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
-}
-
 /// Whether the client's copy (`If-Modified-Since`) is as new as a file
 /// last changed at `modified`, compared to the second as HTTP dates go.
 fn unmodified_since<B>(request: &Request<B>, modified: std::time::SystemTime) -> bool {
@@ -511,11 +504,15 @@ fn unmodified_since<B>(request: &Request<B>, modified: std::time::SystemTime) ->
         .headers()
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| chrono::DateTime::parse_from_rfc2822(value.trim()).ok())
+        .and_then(|value| httpdate::parse_http_date(value.trim()).ok())
     else {
         return false;
     };
-    chrono::DateTime::<chrono::Utc>::from(modified).timestamp() <= since.timestamp()
+    let seconds = |time: std::time::SystemTime| {
+        time.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs())
+    };
+    seconds(modified) <= seconds(since)
 }
 
 async fn serve_file<B>(
@@ -529,7 +526,7 @@ async fn serve_file<B>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (mime, encoding) = content_type(&name);
-    let last_modified = modified.map(http_date);
+    let last_modified = modified.map(httpdate::fmt_http_date);
     // As Twisted's static files: a client with this version gets a 304.
     if let Some(modified) = modified
         && unmodified_since(request, modified)

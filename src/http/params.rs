@@ -284,11 +284,16 @@ async fn parse_multipart(
             ParamError::BadMultipart(e.to_string())
         }
     })?;
+    // A boundary is at most 70 characters (RFC 2046); a longer one would
+    // make the search below cost the body's size times its length.
+    if boundary.len() > 70 {
+        return Err(ParamError::MalformedBody(format!(
+            "a multipart boundary of {} characters, more than 70",
+            boundary.len()
+        )));
+    }
     let delimiter = format!("--{boundary}");
-    if !body
-        .windows(delimiter.len())
-        .any(|window| window == delimiter.as_bytes())
-    {
+    if memchr::memmem::find(&body, delimiter.as_bytes()).is_none() {
         return Err(ParamError::BadMultipart(format!(
             "no {delimiter} in the body"
         )));

@@ -143,15 +143,16 @@ impl NewRecord {
 }
 
 /// The records of one upload, held compactly: their JSON texts one after
-/// another and a few numbers each. A client's batch may hold millions of
-/// tiny records within the body limit (`{"a":1}` is 8 bytes); a
-/// [`NewRecord`] each (a string and a field list of its own) would cost
-/// ten times the body, and a `Value` each far more.
+/// another and 16 bytes each (an end, a size, a field list's number). A
+/// client's batch may hold millions of tiny records within the body limit
+/// (`{"a":1}` is 8 bytes); a [`NewRecord`] each (a string and a field list
+/// of its own) would cost ten times the body, and a `Value` each far more.
 #[derive(Debug, Default, Clone)]
 pub struct RecordBatch {
     texts: super::PackedStrings,
-    /// Each record's size and its field list's place in `field_lists`.
-    entries: Vec<(u64, u32)>,
+    /// Each record's size (a record is at most 1 MiB) and its field
+    /// list's place in `field_lists`.
+    entries: Vec<(u32, u32)>,
     /// The distinct field lists of the batch, each once.
     field_lists: Vec<Arc<[String]>>,
     known_lists: HashMap<Arc<[String]>, u32>,
@@ -177,7 +178,8 @@ impl RecordBatch {
             },
         };
         self.texts.push(record.json);
-        self.entries.push((record.size, fields));
+        let size = u32::try_from(record.size).unwrap_or(u32::MAX);
+        self.entries.push((size, fields));
     }
 
     pub fn len(&self) -> usize {
@@ -195,7 +197,7 @@ impl RecordBatch {
             .map(|(json, &(size, fields))| RecordRef {
                 json,
                 counts: &self.field_lists[fields as usize],
-                size,
+                size: u64::from(size),
             })
     }
 }

@@ -179,6 +179,17 @@ def test_uploads_are_checked_whole_and_cost_about_their_size_in_memory(cloud):
         assert answer.status_code == 400, (stream, body, answer.status_code, answer.text)
         assert answer.json()["message"], answer.text
         assert stored(stream) == 0, (stream, body)
+    # An item of 60,000 fields (under 1 MiB) costs about its size to
+    # check, not the square of its fields.
+    wide = "{" + ",".join(f'"k{n:07d}":0' for n in range(60_000)) + "}"
+    started = time.monotonic()
+    assert post("items", wide).status_code == 200
+    assert time.monotonic() - started < 15
+    assert stored("items") == 1
+    # A path that takes 1 MiB takes no more once inflated.
+    answer = requests.post(cloud.url + f"/jobs/{job.key}", data=gzip.compress(b"1\n" * 2**21),
+                           headers={"Content-Encoding": "gzip"}, auth=(KEY, ""), timeout=30)
+    assert answer.status_code == 413, answer.text
     # A million 8-byte items: 8 MB once inflated, from a few KB of gzip.
     # Held as a value each, they took over half a GB.
     count = 1_000_000
@@ -188,8 +199,8 @@ def test_uploads_are_checked_whole_and_cost_about_their_size_in_memory(cloud):
     assert answer.status_code == 200, answer.text
     grown = peak_memory(cloud) - before
     assert grown < 150 * 2**20, f"the peak memory grew by {grown / 2**20:.0f} MiB for an 8 MB batch"
-    assert stored("items") == count
-    assert get(cloud, f"/items/{job.key}/{count - 1}").json() == {"a": 1}
+    assert stored("items") == count + 1
+    assert get(cloud, f"/items/{job.key}/{count}").json() == {"a": 1}
 
 
 def test_record_paths_answer_in_the_storage_apis_format(cloud):

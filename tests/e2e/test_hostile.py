@@ -899,6 +899,9 @@ MALFORMED_MULTIPART = {
     "header-without-colon": (
         "multipart/form-data; boundary=XyZ",
         b"--XyZ\r\nContent-Disposition form-data name project\r\n\r\np\r\n--XyZ--\r\n"),
+    # Over RFC 2046's 70 characters: refused before the body is searched
+    # for it (which would cost the body's size times its length).
+    "boundary-too-long": ("multipart/form-data; boundary=" + "-" * 5000 + "x", b"-" * 90_000),
 }
 
 

@@ -203,10 +203,10 @@ impl CloudRequest {
 
     /// Inflates a gzip-encoded body (`Content-Encoding: gzip`, as the
     /// client's batch writers send items, logs and requests, and
-    /// HubstorageClient's collection writers) up to `max_data_body_size`,
+    /// HubstorageClient's collection writers) up to `limit` bytes,
     /// counted while inflating; an identity body stays as it is, another
     /// encoding is refused. Once inflated, the body is identity.
-    pub fn inflate(&mut self, config: &crate::config::Config) -> CloudResult<()> {
+    pub fn inflate(&mut self, limit: usize) -> CloudResult<()> {
         use std::io::Read;
         let Some(encoding) = self.headers.get(header::CONTENT_ENCODING) else {
             return Ok(());
@@ -221,7 +221,7 @@ impl CloudRequest {
                 "unsupported Content-Encoding {encoding:?}: gzip or identity"
             )));
         }
-        let limit = config.max_data_body_size as u64;
+        let limit = limit as u64;
         let mut text = Vec::new();
         flate2::read::GzDecoder::new(&self.body[..])
             .take(limit + 1)
@@ -378,8 +378,11 @@ async fn answer_checked(
 
 fn storage(daemon: &Arc<Daemon>, mut request: CloudRequest) -> CloudResult<HttpResponse> {
     // Every Storage API write may come gzip-encoded (the client's batch
-    // writers send items, logs and requests so; any other writer may).
-    request.inflate(&daemon.config)?;
+    // writers send items, logs and requests so; any other writer may), up
+    // to the path's own body limit once inflated: a small gzip body must
+    // not become 32 MiB for a path that takes 1 MiB.
+    let limit = body_limit(&daemon.config, &format!("/{}", request.segments.join("/")));
+    request.inflate(limit)?;
     match request.segments.first().map(String::as_str) {
         Some("ids" | "jobq" | "jobs" | "spiders") => jobs::answer(daemon, request),
         Some(root) if data::ROOTS.contains(&root) => data::answer(daemon, request),
@@ -459,13 +462,16 @@ fn authorized_key(daemon: &Daemon, parts: &Parts, api: Api, path: &str) -> Cloud
 
 /// The `apikey` parameter of the query, if any.
 fn query_api_key(parts: &Parts) -> Option<String> {
-    parts.uri.query()?.split('&').find_map(|pair| {
+    // Split and decoded as the call's parameters are, so the key checked
+    // is the one taken out of them.
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    parts.uri.query()?.split(['&', ';']).find_map(|pair| {
         let (name, value) = pair.split_once('=')?;
-        (name == "apikey").then(|| {
-            percent_encoding::percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        (decode(name) == "apikey").then(|| decode(value))
     })
 }
 
