@@ -479,7 +479,8 @@ impl Daemon {
     /// upload: no Python runs here.
     pub fn spider_names(&self, project: &str, version: Option<&str>) -> DaemonResult<Vec<String>> {
         let project = self.existing_project(project)?;
-        match version {
+        // Scrapyd takes an empty `_version` for none, as schedule does.
+        match version.filter(|wanted| !wanted.is_empty()) {
             Some(wanted) => Ok(self.named_version(&project, wanted)?.spiders),
             None => Ok(self
                 .store

@@ -176,8 +176,10 @@ async fn schedule(daemon: &Daemon, mut params: Params) -> Fields {
         Err(error) => {
             // Scrapyd decodes the arguments once it knows the project,
             // version and spider: an unknown one is said first.
-            let version = version.as_deref().filter(|version| !version.is_empty());
-            if !daemon.spider_names(&project, version)?.contains(&spider) {
+            if !daemon
+                .spider_names(&project, version.as_deref())?
+                .contains(&spider)
+            {
                 return Err(DaemonError::SpiderNotFound(spider).into());
             }
             return Err(error.into());
@@ -232,8 +234,6 @@ fn list_versions(daemon: &Daemon, mut params: Params) -> Fields {
 fn list_spiders(daemon: &Daemon, mut params: Params) -> Fields {
     let project = params.required("project")?;
     let version = params.optional("_version")?;
-    // Scrapyd treats an empty `_version` as no version.
-    let version = version.filter(|v| !v.is_empty());
     Ok(fields(
         json!({"spiders": daemon.spider_names(&project, version.as_deref())?}),
     ))

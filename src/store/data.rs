@@ -160,24 +160,20 @@ pub struct RecordBatch {
 
 impl RecordBatch {
     pub fn push(&mut self, record: NewRecord) {
-        self.push_ref(record.as_ref());
-    }
-
-    pub fn push_ref(&mut self, record: RecordRef) {
         // Records of a batch mostly have the fields of the one before.
         let fields = match self.entries.last() {
-            Some(&(_, last)) if *self.field_lists[last as usize] == **record.counts => last,
-            _ => match self.known_lists.get(record.counts) {
+            Some(&(_, last)) if *self.field_lists[last as usize] == *record.counts => last,
+            _ => match self.known_lists.get(&record.counts) {
                 Some(&known) => known,
                 None => {
                     let index = self.field_lists.len() as u32;
-                    self.field_lists.push(Arc::clone(record.counts));
-                    self.known_lists.insert(Arc::clone(record.counts), index);
+                    self.field_lists.push(Arc::clone(&record.counts));
+                    self.known_lists.insert(record.counts, index);
                     index
                 }
             },
         };
-        self.texts.push(record.json);
+        self.texts.push(&record.json);
         let size = u32::try_from(record.size).unwrap_or(u32::MAX);
         self.entries.push((size, fields));
     }

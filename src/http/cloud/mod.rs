@@ -460,19 +460,19 @@ fn authorized_key(daemon: &Daemon, parts: &Parts, api: Api, path: &str) -> Cloud
     Err(CloudError::Unauthorized)
 }
 
-/// The `apikey` parameter of the query, if any.
+/// The `apikey` parameter of the query, if any: read as the call's
+/// parameters are, so the key checked is the one taken out of them.
 fn query_api_key(parts: &Parts) -> Option<String> {
-    // Split and decoded as the call's parameters are, so the key checked
-    // is the one taken out of them.
-    let decode = |text: &str| {
-        percent_encoding::percent_decode_str(&text.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    parts.uri.query()?.split(['&', ';']).find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (decode(name) == "apikey").then(|| decode(value))
-    })
+    let pairs = super::params::parse_urlencoded(
+        parts.uri.query()?.as_bytes(),
+        super::params::MAX_PARAMS,
+        &mut Vec::new(),
+    )
+    .ok()?;
+    pairs
+        .into_iter()
+        .find(|(name, _)| name == "apikey")
+        .map(|(_, key)| String::from_utf8_lossy(&key).into_owned())
 }
 
 /// Whether the credentials of the running job `P/S/J` are right and reach
