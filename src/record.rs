@@ -132,31 +132,35 @@ fn compact(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let byte = bytes[index];
-        match byte {
-            b' ' | b'\t' | b'\n' | b'\r' => index += 1,
-            b'"' => {
-                // A string, copied whole: up to its closing quote, escapes
-                // (a backslash and the byte after it) included.
-                let start = index;
-                index += 1;
-                while index < bytes.len() {
-                    match bytes[index] {
-                        b'\\' => index += 2,
-                        b'"' => {
-                            index += 1;
-                            break;
-                        }
-                        _ => index += 1,
-                    }
+        // Between strings: what is not whitespace.
+        let quote = memchr::memchr(b'"', &bytes[index..]).map_or(bytes.len(), |at| index + at);
+        out.extend(
+            bytes[index..quote]
+                .iter()
+                .filter(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r')),
+        );
+        if quote == bytes.len() {
+            break;
+        }
+        // A string, copied whole: up to its closing quote, escapes (a
+        // backslash and the byte after it) included. Strings are most of
+        // a record's bytes: searched for, not stepped through.
+        index = quote + 1;
+        loop {
+            match memchr::memchr2(b'"', b'\\', bytes.get(index..).unwrap_or_default()) {
+                Some(at) if bytes[index + at] == b'"' => {
+                    index += at + 1;
+                    break;
                 }
-                out.extend_from_slice(&bytes[start..index.min(bytes.len())]);
-            }
-            _ => {
-                out.push(byte);
-                index += 1;
+                Some(at) => index += at + 2,
+                None => {
+                    index = bytes.len();
+                    break;
+                }
             }
         }
+        index = index.min(bytes.len());
+        out.extend_from_slice(&bytes[quote..index]);
     }
     // Only ASCII whitespace was dropped, between whole UTF-8 sequences.
     String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into())

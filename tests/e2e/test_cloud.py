@@ -217,7 +217,7 @@ def test_a_crawl_deleted_while_it_runs_leaves_no_data(cloud, site):
     wait_for(lambda: process_gone(pid), message="the crawl to end")
     wait_for(lambda: "crawl finished" in cloud.stderr(), message="its end recorded")
     assert state_of(running) == "deleted"
-    assert cloud.data_value("SELECT count(*) FROM records") == 0
+    assert cloud.data_value("SELECT count(*) FROM record_blocks") == 0
 
 
 def dash_post(cloud, endpoint, data):

@@ -359,9 +359,9 @@ def test_deleting_a_project_deletes_its_jobs_data(cloud, site):
     project = cloud.client.get_project(PROJECT)
     key = next(iter(project.jobs.iter(state="finished")))["key"]
     assert len(list(project.jobs.get(key).items.iter())) == len(SITE_TITLES)
-    assert cloud.data_value("SELECT count(*) FROM records") > 0
+    assert cloud.data_value("SELECT count(*) FROM record_blocks") > 0
     cloud.post("delproject.json", data={"project": str(PROJECT)})
-    assert cloud.data_value("SELECT count(*) FROM records") == 0
+    assert cloud.data_value("SELECT count(*) FROM record_blocks") == 0
 
 
 # A crawl that says its first words, waits for the file `go` beside it, then
