@@ -23,13 +23,17 @@ use tracing::warn;
 use crate::cloud::{MAX_RECORD_BYTES, millis};
 use crate::config::Config;
 use crate::store::{DataKind, DataStore, Job, MetaChange, NewRecord, PendingAppend, Store};
-use crate::{clock, pyliteral, runner};
+use crate::{clock, priority, pyliteral, runner};
 
 /// How often a running crawl's files are looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The most bytes read from one file at a time.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Lines parsed between two yields of the CPU ([`priority::let_others_run`]):
+/// about a tenth of a millisecond of work.
+const PARSED_BETWEEN_YIELDS: usize = 128;
 
 /// A followed crawl: tells its follower the crawl has ended, and hears
 /// when everything is read.
@@ -95,7 +99,7 @@ impl Capture {
         let spawned = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                crate::priority::lower_this_thread();
+                priority::lower_this_thread();
                 if let Some(follow) = take(&on_thread) {
                     follow();
                 }
@@ -321,7 +325,7 @@ impl Capture {
                 return Ok(());
             };
             let mut events = Events::default();
-            for line in split_lines(&chunk[..complete]) {
+            for line in priority::yielding(split_lines(&chunk[..complete]), PARSED_BETWEEN_YIELDS) {
                 events.take(line);
             }
             let mut consumed = complete as u64;
@@ -660,7 +664,7 @@ fn items_from(
     let mut records = Vec::new();
     let mut problems = Vec::new();
     let mut fields = None;
-    for line in split_lines(lines) {
+    for line in priority::yielding(split_lines(lines), PARSED_BETWEEN_YIELDS) {
         let text = line_text(line);
         let text = text.trim();
         if text.is_empty() {
@@ -750,7 +754,10 @@ fn logs_from(lines: &[u8], offset: u64, pending: &mut PendingLog, last: bool) ->
         pending.record = None;
     }
     let mut at = offset;
-    for line in lines.split_inclusive(|&b| b == b'\n') {
+    for line in priority::yielding(
+        lines.split_inclusive(|&b| b == b'\n'),
+        PARSED_BETWEEN_YIELDS,
+    ) {
         let text = line_text(line);
         let text = text.trim_end_matches(['\n', '\r']);
         match parse_log_header(text) {

@@ -736,6 +736,8 @@ impl<'c> BlockWriter<'c> {
         self.first += self.count as u64;
         self.count = 0;
         self.texts.clear();
+        // On the data writer, a bulk thread: a block is its piece of work.
+        crate::priority::let_others_run();
         Ok(())
     }
 }
