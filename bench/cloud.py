@@ -1402,7 +1402,7 @@ def main():
     parser.add_argument(
         "--stream-rate-high", type=float, default=100_000, help="items/s of the second window (the capture target)"
     )
-    parser.add_argument("--rps-trials", type=int, default=5, help="rounds of schedule.json trials (each state once a round)")
+    parser.add_argument("--rps-trials", type=int, default=9, help="rounds of schedule.json trials (each state once a round)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per load-generator run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
