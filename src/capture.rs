@@ -562,7 +562,7 @@ impl Events {
             ));
             return;
         }
-        let data: Value = match serde_json::from_str(payload) {
+        let data = match crate::record::parse_value(payload) {
             Ok(data) => data,
             Err(error) => {
                 self.problems
@@ -963,6 +963,13 @@ mod tests {
             let expected: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
             assert_eq!(split_lines(bytes).collect::<Vec<_>>(), expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn an_items_lone_surrogate_becomes_a_replacement_character() {
+        let (records, problems, _) = items_from(b"{\"a\": \"x\\ud800\"}\n", false, 0);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(records[0].json, r#"{"a":"x\ufffd"}"#);
     }
 
     #[test]

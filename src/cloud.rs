@@ -700,7 +700,7 @@ fn uploaded_record(
             Ok(record)
         }
         DataKind::Logs | DataKind::Requests => {
-            let mut value: Value = serde_json::from_str(line).map_err(not_json)?;
+            let mut value = crate::record::parse_value(line).map_err(not_json)?;
             let Value::Object(object) = &mut value else {
                 return Err(format!("a {} record is a JSON object", kind.as_str()));
             };

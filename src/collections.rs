@@ -192,7 +192,7 @@ impl Daemon {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let record: Value = serde_json::from_slice(line)
+            let record = crate::record::parse_value_bytes(line)
                 .map_err(|error| DaemonError::Unparsable(format!("Error parsing data, {error}")))?;
             let Value::Object(mut fields) = record else {
                 return Err(DaemonError::Unparsable(

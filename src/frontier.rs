@@ -71,7 +71,7 @@ impl Daemon {
                 )));
             }
             let bad = |what: &str| DaemonError::BadRequest(format!("invalid request: {what}"));
-            let Value::Object(mut fields) = serde_json::from_slice(line)
+            let Value::Object(mut fields) = crate::record::parse_value_bytes(line)
                 .map_err(|error| bad(&format!("not JSON ({error})")))?
             else {
                 return Err(bad("a request is a JSON object with a fingerprint fp"));

@@ -29,8 +29,94 @@ pub struct Checked<'a> {
 }
 
 /// Checks a line of JSON: answers the record as compact text, with its
-/// fields and msgpack size, or why it is not JSON.
+/// fields and msgpack size, or why it is not JSON. Lone surrogates are
+/// taken as [`without_lone_surrogates`] says.
 pub fn check(text: &str) -> Result<Checked<'_>, serde_json::Error> {
+    check_as_is(text).or_else(|error| match without_lone_surrogates(text) {
+        Some(fixed) => {
+            let checked = check_as_is(&fixed)?;
+            Ok(Checked {
+                json: checked.json,
+                fields: checked
+                    .fields
+                    .into_iter()
+                    .map(|name| Cow::Owned(name.into_owned()))
+                    .collect(),
+                msgpack_size: checked.msgpack_size,
+            })
+        }
+        None => Err(error),
+    })
+}
+
+/// A JSON value sent by a client or written by a crawl; lone surrogates
+/// are taken as [`without_lone_surrogates`] says.
+pub fn parse_value(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(text).or_else(|error| match without_lone_surrogates(text) {
+        Some(fixed) => serde_json::from_str(&fixed),
+        None => Err(error),
+    })
+}
+
+/// [`parse_value`] of bytes (not UTF-8: refused).
+pub fn parse_value_bytes(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(bytes).or_else(|error| {
+        match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(without_lone_surrogates)
+        {
+            Some(fixed) => serde_json::from_str(&fixed),
+            None => Err(error),
+        }
+    })
+}
+
+/// The JSON text with each escaped UTF-16 surrogate that has no partner
+/// (`"\ud800"`) replaced by `\ufffd`, the replacement character; `None`
+/// if it has none. Python's `json.dumps` writes such escapes for a string
+/// holding a lone surrogate (text decoded with `surrogateescape`, say), and
+/// JSON's grammar allows them, but no UTF-8 text can hold one: refused, a
+/// crawl's item would be lost and a client's batch retried for hours.
+pub fn without_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    // The UTF-16 unit of a `\uXXXX` escape at `at`.
+    let unit = |at: usize| -> Option<u16> {
+        if bytes.get(at..at + 2)? != b"\\u" {
+            return None;
+        }
+        let hex = bytes.get(at + 2..at + 6)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let mut fixed: Option<String> = None;
+    // What of `text` is in `fixed` already.
+    let mut copied = 0;
+    let mut index = 0;
+    while let Some(found) = memchr::memchr(b'\\', bytes.get(index..).unwrap_or_default()) {
+        let at = index + found;
+        index = match unit(at) {
+            Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => at + 12,
+            Some(0xD800..=0xDFFF) => {
+                let fixed = fixed.get_or_insert_with(|| String::with_capacity(text.len()));
+                fixed.push_str(&text[copied..at]);
+                fixed.push_str("\\ufffd");
+                copied = at + 6;
+                at + 6
+            }
+            Some(_) => at + 6,
+            // Another escape: a backslash and the byte after it.
+            None => at + 2,
+        };
+    }
+    fixed.map(|mut fixed| {
+        fixed.push_str(&text[copied..]);
+        fixed
+    })
+}
+
+fn check_as_is(text: &str) -> Result<Checked<'_>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let (msgpack_size, fields) = Top.deserialize(&mut deserializer)?;
     deserializer.end()?;
@@ -665,6 +751,35 @@ mod tests {
             let expected: Vec<Option<Value>> = wanted.iter().map(|name| value.get(name).cloned()).collect();
             prop_assert_eq!(picked, expected);
         }
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let fixed = |text: &str| without_lone_surrogates(text);
+        assert_eq!(fixed(r#"["a\u00e9", "\ud83d\ude00"]"#), None);
+        assert_eq!(
+            fixed(r#""\\ud800""#),
+            None,
+            "an escaped backslash, then text"
+        );
+        assert_eq!(fixed(r#""\ud800""#).as_deref(), Some(r#""\ufffd""#));
+        assert_eq!(
+            fixed(r#"{"\udc00k": "x\ud800\ud800\udc00y\udbff"}"#).as_deref(),
+            Some(r#"{"\ufffdk": "x\ufffd\ud800\udc00y\ufffd"}"#)
+        );
+        assert_eq!(fixed(r#""é\ud800\u12"#).as_deref(), Some(r#""é\ufffd\u12"#));
+        assert_eq!(fixed("\\"), None);
+        // Checked and parsed through the fix; other errors stay errors.
+        let checked = check(r#"{"\udc00": "\ud800"}"#).unwrap();
+        assert_eq!(checked.json, r#"{"\ufffd":"\ufffd"}"#);
+        assert_eq!(checked.fields, ["\u{fffd}"]);
+        assert_eq!(parse_value(r#"["\ud800"]"#).unwrap(), json!(["\u{fffd}"]));
+        assert_eq!(
+            parse_value_bytes(br#"["\udfff"]"#).unwrap(),
+            json!(["\u{fffd}"])
+        );
+        assert!(check(r#"["\ud800", ]"#).is_err());
+        assert!(parse_value(r#"["\ud800"#).is_err());
     }
 
     #[test]

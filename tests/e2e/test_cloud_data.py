@@ -146,6 +146,27 @@ def test_clients_write_job_data(cloud):
     assert cloud.data_value("PRAGMA page_count") * 4 < full, (full, cloud.data_value("PRAGMA page_count"))
 
 
+def test_lone_surrogates_are_kept_as_replacement_characters(cloud):
+    """Python's json.dumps writes a string's lone surrogate as an escape
+    ("\\ud800"); no UTF-8 text holds one, and refusing the record would lose
+    it (a client retries the batch for hours)."""
+    project = cloud.client.get_project(PROJECT)
+    job = project.jobs.run("pages", meta={"state": "running"})
+    job.items.write({"text": "a\ud800b", "\udc00key": 1})
+    job.logs.info("x\udfff")
+    job.items.flush()
+    job.logs.flush()
+    assert list(job.items.iter()) == [{"text": "a\ufffdb", "\ufffdkey": 1}]
+    assert [record["message"] for record in job.logs.iter()] == ["x\ufffd"]
+    collection = project.collections.get_store("lone")
+    collection.set({"_key": "k", "value": "\ud83d"})
+    assert collection.get("k") == {"value": "\ufffd"}
+    # A surrogate pair is a character, kept as it is.
+    job.items.write({"text": "\U0001F600"})
+    job.items.flush()
+    assert list(job.items.iter())[1] == {"text": "\U0001F600"}
+
+
 def peak_memory(daemon) -> int:
     """The daemon's peak resident memory so far (VmHWM), in bytes."""
     status = open(f"/proc/{daemon.process.pid}/status").read()

@@ -94,7 +94,7 @@ fn required(request: &mut CloudRequest, name: &str) -> CloudResult<String> {
 fn json_object(request: &mut CloudRequest, name: &str) -> CloudResult<Map<String, Value>> {
     match request.optional(name)? {
         None => Ok(Map::new()),
-        Some(text) => match serde_json::from_str(&text) {
+        Some(text) => match crate::record::parse_value(&text) {
             Ok(Value::Object(map)) => Ok(map),
             _ => Err(CloudError::BadRequest(format!(
                 "{name} must be a JSON object"

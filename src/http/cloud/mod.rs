@@ -170,7 +170,7 @@ impl CloudRequest {
             .map(str::trim)
             .filter(|line| !line.is_empty())
             .map(|line| {
-                serde_json::from_str(line)
+                crate::record::parse_value(line)
                     .map_err(|error| CloudError::BadRequest(format!("invalid JSON line: {error}")))
             })
             .collect()
