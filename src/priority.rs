@@ -38,8 +38,10 @@ pub fn let_others_run() {
     std::thread::yield_now();
 }
 
-/// `items`, with [`let_others_run`] after every `every` of them.
+/// `items`, with [`let_others_run`] after every `every` of them (each,
+/// for 0).
 pub fn yielding<I: Iterator>(items: I, every: usize) -> impl Iterator<Item = I::Item> {
+    let every = every.max(1);
     items.enumerate().map(move |(number, item)| {
         if number % every == every - 1 {
             let_others_run();

@@ -325,7 +325,7 @@ const SCHEMA: Schema = Schema {
     read_pragmas: &[],
     layout: Some(FileLayout {
         // Records come in blocks of about 32 KiB: on 16 KiB pages a block
-        // is a cell and two overflow pages (ten on 4 KiB ones), each a
+        // is a cell and two overflow pages (eight on 4 KiB ones), each a
         // WAL frame written and checkpointed.
         page_size: 16384,
         // Pages freed by a deleted job go back to the disk.
@@ -502,7 +502,7 @@ impl DataStore {
 
     /// Gives `visit` up to `max` records of a job from index `from`, in
     /// order; answers whether records may follow. The blocks come in the
-    /// primary key's order, from the one holding `from`: stepping stops
+    /// order of `n` (their index), from the one holding `from`: stepping stops
     /// once `max` records are given (no bound `LIMIT`, see
     /// [`crate::store`]).
     pub fn read_records(
@@ -513,6 +513,11 @@ impl DataStore {
         max: usize,
         visit: &mut dyn FnMut(RecordView) -> bool,
     ) -> StoreResult<bool> {
+        // Past every index SQLite can hold: no record (as an i64 it would
+        // turn negative and select the whole stream).
+        let Ok(from_n) = i64::try_from(from) else {
+            return Ok(false);
+        };
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT n, count, ts, data FROM record_blocks
@@ -521,7 +526,7 @@ impl DataStore {
                  WHERE job = ?1 AND kind = ?2 AND n <= ?3)
              ORDER BY n",
         )?;
-        let mut rows = statement.query(params![job, kind.code(), from as i64])?;
+        let mut rows = statement.query(params![job, kind.code(), from_n])?;
         let mut seen = 0;
         while seen < max {
             let Some(row) = rows.next()? else { break };
@@ -928,6 +933,8 @@ mod tests {
         assert_eq!(read_from(&store, 3, 1500, 10), (Vec::new(), false));
         let (found, _) = read_from(&store, 3, 0, 2000);
         assert_eq!(found.len(), 1500);
+        assert_eq!(read_from(&store, 3, u64::MAX, 10), (Vec::new(), false));
+        assert_eq!(read_from(&store, 3, 1 << 63, 10), (Vec::new(), false));
         let times: Vec<i64> = [1299, 1300]
             .iter()
             .map(|&n| {

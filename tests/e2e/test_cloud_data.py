@@ -233,7 +233,11 @@ def test_record_paths_answer_in_the_storage_apis_format(cloud):
     base = f"/items/{job.key}"
     # A bad index is a bad request; a path below a record, or a write to
     # one, names nothing: JSON errors, not Scrapyd's file pages.
-    for path, status in ((f"{base}/-1", 400), (f"{base}/abc", 400), (f"{base}/1", 404), (f"{base}/0/x", 404)):
+    # An index past what the store holds names no record (as a signed
+    # 64-bit number it would be negative).
+    beyond = f"{base}/{2**63}"
+    for path, status in ((f"{base}/-1", 400), (f"{base}/abc", 400), (f"{base}/1", 404), (f"{base}/0/x", 404),
+                         (beyond, 404)):
         answer = get(cloud, path)
         assert answer.status_code == status, (path, answer.status_code, answer.text)
         assert answer.json()["message"], path
