@@ -253,6 +253,15 @@ fn migrate(connection: &mut Connection, schema: &Schema) -> StoreResult<()> {
         .enumerate()
         .skip(applied.max(0) as usize)
     {
+        if applied > 0 {
+            // A store from an earlier version: some migrations copy every
+            // row of a table, which takes a while on a big one.
+            tracing::info!(
+                database = schema.writer_name,
+                migration = index + 1,
+                "upgrading the database's layout"
+            );
+        }
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         if let Some(fill) = schema.fill {
