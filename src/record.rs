@@ -58,17 +58,12 @@ pub fn parse_value(text: &str) -> Result<Value, serde_json::Error> {
     })
 }
 
-/// [`parse_value`] of bytes (not UTF-8: refused).
+/// [`parse_value`] of bytes (not UTF-8: refused, serde_json saying where).
 pub fn parse_value_bytes(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    serde_json::from_slice(bytes).or_else(|error| {
-        match std::str::from_utf8(bytes)
-            .ok()
-            .and_then(without_lone_surrogates)
-        {
-            Some(fixed) => serde_json::from_str(&fixed),
-            None => Err(error),
-        }
-    })
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_value(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
 }
 
 /// The JSON text with each escaped UTF-16 surrogate that has no partner

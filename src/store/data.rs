@@ -866,14 +866,7 @@ mod tests {
     }
 
     fn all(store: &DataStore, job: i64) -> Vec<(u64, String)> {
-        let mut found = Vec::new();
-        store
-            .read_records(job, DataKind::Items, 0, 100, &mut |view| {
-                found.push((view.index, view.json.to_string()));
-                true
-            })
-            .unwrap();
-        found
+        read_from(store, job, 0, 100).0
     }
 
     /// Records `from..` as read, `max` at most.
