@@ -56,6 +56,7 @@ from common import (
     log,
     median,
     print_report,
+    processes_in,
     rss_kib,
     run_in_threads,
     stop_process,
@@ -910,15 +911,11 @@ class Bench:
     def crawls_cpu(daemon: Daemon) -> float:
         """CPU seconds the daemon's running crawls (stand-ins) have used."""
         total = 0.0
-        for pid in os.listdir("/proc"):
-            # Crawls name files of the daemon's folder; the daemon is left out.
-            if not pid.isdigit() or int(pid) == daemon.process.pid:
+        for pid in processes_in(daemon.root):
+            if pid == daemon.process.pid:
                 continue
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if str(daemon.root).encode() + b"/" not in cmdline.read():
-                        continue
-                total += cpu_seconds(int(pid))
+                total += cpu_seconds(pid)
             except (OSError, ValueError, IndexError):
                 pass  # ended meanwhile
         return total

@@ -84,21 +84,29 @@ def stop_process(process: subprocess.Popen, grace: float) -> None:
         process.wait()
 
 
-def kill_processes_in(root: Path) -> None:
-    """Kills every process (but this one) whose working folder is `root` or
-    inside it: the crawls a stopped daemon left."""
+def processes_in(root: Path) -> list[int]:
+    """The processes (but this one) whose working folder is `root` or inside
+    it: a daemon started there and the crawls it runs (in its eggs' folders)."""
     root = str(root)
     me = os.getpid()
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
-        pid = int(entry)
-        cwd = process_cwd(pid)
+        cwd = process_cwd(int(entry))
         if cwd == root or cwd.startswith(root + os.sep):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            found.append(int(entry))
+    return found
+
+
+def kill_processes_in(root: Path) -> None:
+    """Kills every process (but this one) whose working folder is `root` or
+    inside it: the crawls a stopped daemon left."""
+    for pid in processes_in(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def cpu_model() -> str | None:
